@@ -1,0 +1,101 @@
+//! Wiring of the `push-cache` process: load the configuration, start the
+//! shards (and the consumer), wait for SIGTERM/SIGINT, stop in order.
+
+use crate::api::Shared;
+use crate::config::{Config, ConfigError};
+use crate::readiness::Readiness;
+use crate::runtime::{self, StartError};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest a stop may take before the process exits anyway.
+const STOP_LIMIT: Duration = Duration::from_millis(4_800);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl RunError {
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RunError::Usage(_))
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) | RunError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// `--name value` pairs after the command; unknown flags are usage errors.
+fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, RunError> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (flag.clone(), it.next().cloned().ok_or_else(|| RunError::Usage(format!("{flag} needs a value")))?),
+        };
+        if !known.contains(&name.as_str()) {
+            return Err(RunError::Usage(format!("unknown argument `{name}`")));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn flag<'a>(flags: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    flags.iter().rev().find(|(n, _)| names.contains(&n.as_str())).map(|(_, v)| v.as_str())
+}
+
+pub fn run_server(args: &[String]) -> Result<(), RunError> {
+    let flags = flags(args, &["--config", "-c", "--secrets", "-s"])?;
+    let config_path = flag(&flags, &["--config", "-c"]).ok_or_else(|| RunError::Usage("--config FILE is required".into()))?;
+    let secrets = PathBuf::from(flag(&flags, &["--secrets", "-s"]).unwrap_or("secrets"));
+    let config = Config::load(config_path.as_ref(), Some(&secrets))?;
+    let address = resolve_address(&config.webservice.address)?;
+    let readiness = Arc::new(Readiness::default());
+    let shared = Arc::new(Shared::new(&config, readiness.clone(), Vec::new()));
+    let server = runtime::start(&config, address, shared)?;
+    eprintln!("push-cache {} listening on http://{address} with {} shards", env!("CARGO_PKG_VERSION"), server.ingest.len());
+    wait_for_signal()?;
+    tracing::info!("stopping: no new connections, finishing in-flight requests");
+    std::thread::spawn(|| {
+        std::thread::sleep(STOP_LIMIT);
+        tracing::warn!("stop took too long; exiting anyway");
+        std::process::exit(0);
+    });
+    server.shutdown();
+    Ok(())
+}
+
+/// Port 0 means "any free port": pick one now, so every shard binds the same.
+fn resolve_address(text: &str) -> Result<SocketAddr, RunError> {
+    let addr: SocketAddr = text.parse().map_err(|_| ConfigError::Invalid { key: "webservice.address".into(), problem: format!("`{text}` is not host:port") })?;
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    Ok(TcpListener::bind(addr)?.local_addr()?)
+}
+
+fn wait_for_signal() -> Result<(), RunError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    signals.forever().next();
+    Ok(())
+}
+
+pub fn run_registry(_args: &[String]) -> Result<(), RunError> {
+    Err(RunError::Usage("schema-registry: not wired in yet".into()))
+}
