@@ -206,21 +206,35 @@ pub struct RuntimeConfig {
 }
 
 /// `shards: auto` or a number.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Default)]
 pub enum Shards {
     #[default]
-    #[serde(deserialize_with = "auto")]
     Auto,
     Count(usize),
 }
 
-fn auto<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-    let s = String::deserialize(d)?;
-    if s == "auto" {
-        Ok(())
-    } else {
-        Err(serde::de::Error::custom("expected `auto` or a number of shards"))
+impl<'de> Deserialize<'de> for Shards {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Shards;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`auto` or a number of shards")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Shards, E> {
+                Ok(Shards::Count(n as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Shards, E> {
+                usize::try_from(n).map(Shards::Count).map_err(|_| E::custom("expected `auto` or a positive number of shards"))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Shards, E> {
+                match s {
+                    "auto" => Ok(Shards::Auto),
+                    n => n.parse().map(Shards::Count).map_err(|_| E::custom(format!("expected `auto` or a number of shards, found `{s}`"))),
+                }
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 

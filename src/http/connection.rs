@@ -315,6 +315,9 @@ mod tests {
         b.consume(9_900);
         assert!(b.is_empty());
         b.shrink_if_idle();
+        assert_eq!(b.buf.len(), 10_000, "below the shrink threshold");
+        b.buf.resize(5 * INITIAL_BUFFER, 0);
+        b.shrink_if_idle();
         assert_eq!(b.buf.len(), INITIAL_BUFFER);
     }
 }

@@ -200,6 +200,6 @@ mod tests {
         error(&mut out, 404, "not found", Framing { head_only: true, close: true, keep_alive_10: false });
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Connection: close\r\n"));
-        assert!(text.ends_with("Content-Length: 23\r\n\r\n"), "{text}");
+        assert!(text.ends_with("Content-Length: 21\r\n\r\n"), "{text}");
     }
 }

@@ -1,0 +1,216 @@
+//! Test harness: runs the real `push-cache` binary on a free port and talks
+//! to it over real sockets.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("push-cache-test-{name}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `push-cache` process, stopped with SIGTERM on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+/// The YAML of a test server; `extra` is appended (and may override sections).
+pub fn config_yaml(port: u16, webservice_extra: &str, rest: &str) -> String {
+    format!(
+        "webservice:
+  address: 127.0.0.1:{port}
+{webservice_extra}
+{rest}"
+    )
+}
+
+pub const KAFKA_NOWHERE: &str = "kafka: {brokers: '127.0.0.1:1', group_id: test, topic: t, schema_registry_url: 'http://127.0.0.1:1'}\n";
+
+pub const DEFAULT_CACHE: &str = "cache:
+  stores: [{name: main, type: in_memory}, {name: tickets, type: in_memory}]
+  routes: [{path: /customers, store: main}, {path: /tickets, store: tickets, key_field: ticketId}]
+runtime: {shards: 2}
+";
+
+impl Server {
+    /// Starts a server with the default test config plus `webservice_extra`
+    /// lines (indented two spaces) under `webservice:`.
+    pub fn start(webservice_extra: &str) -> Server {
+        let port = free_port();
+        let yaml = config_yaml(port, webservice_extra, &format!("{KAFKA_NOWHERE}{DEFAULT_CACHE}"));
+        Server::start_yaml(&yaml, port, &[])
+    }
+
+    pub fn start_yaml(yaml: &str, port: u16, env: &[(&str, &str)]) -> Server {
+        let dir = temp_dir("srv");
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_push-cache"));
+        cmd.arg("--config").arg(&config).arg("--secrets").arg(dir.join("secrets"));
+        cmd.stdout(Stdio::null()).stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start push-cache");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut server = Server { child, addr, dir };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("push-cache exited early with {status}: {}", self.log());
+            }
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("push-cache did not listen: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code and how long it took.
+    pub fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status.code(), start.elapsed())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    let _ = std::fs::remove_dir_all(&self.dir);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Reads one response from `stream`, keeping extra bytes in `pending`.
+/// `head_only` for responses to HEAD (no body whatever Content-Length says).
+pub fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> Response {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(n) = resp.parse(pending).expect("valid response") {
+            let status = resp.code.unwrap();
+            let headers: Vec<(String, String)> =
+                resp.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let len = if head_only || status == 304 || status == 100 { 0 } else { len };
+            while pending.len() < n + len {
+                read_some(stream, pending);
+            }
+            let body = pending[n..n + len].to_vec();
+            pending.drain(..n + len);
+            return Response { status, headers, body };
+        }
+        read_some(stream, pending);
+    }
+}
+
+fn read_some(stream: &mut TcpStream, pending: &mut Vec<u8>) {
+    let mut buf = [0u8; 65536];
+    let n = stream.read(&mut buf).expect("read from server");
+    assert!(n > 0, "server closed the connection; had {:?}", String::from_utf8_lossy(pending));
+    pending.extend_from_slice(&buf[..n]);
+}
+
+/// Sends raw bytes and reads one response.
+pub fn exchange(server: &Server, request: &[u8]) -> Response {
+    let mut s = server.connect();
+    s.write_all(request).unwrap();
+    read_response(&mut s, &mut Vec::new(), request.starts_with(b"HEAD"))
+}
+
+/// True when the server closed the connection (EOF) within the timeout.
+pub fn closed(stream: &mut TcpStream, pending: &[u8]) -> bool {
+    let _ = pending;
+    let mut buf = [0u8; 1024];
+    matches!(stream.read(&mut buf), Ok(0) | Err(_))
+}
+
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+pub fn post(path: &str, body: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+pub fn customer(i: usize) -> String {
+    format!(
+        r#"{{"accountId":"acct-{i:08}","name":"Customer Name {i}","address":"{i} Long Street","phone":"+44 20 7946 0000","createdAt":1700000000000,"updatedAt":{}}}"#,
+        1_700_000_500_000u64 + i as u64
+    )
+}
