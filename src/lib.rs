@@ -5,8 +5,10 @@
 pub mod api;
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod readiness;
+pub mod registry;
 pub mod runtime;
 pub mod service;
 pub mod store;

@@ -1,7 +1,9 @@
 //! Wiring of the `push-cache` process: load the configuration, start the
 //! shards (and the consumer), wait for SIGTERM/SIGINT, stop in order.
 
-use crate::api::Shared;
+use crate::api::{MetricsSource, Shared};
+use crate::kafka::consumer::{self, ConsumerError};
+use crate::kafka::stats::IngestStats;
 use crate::config::{Config, ConfigError};
 use crate::readiness::Readiness;
 use crate::runtime::{self, StartError};
@@ -21,6 +23,8 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -32,7 +36,7 @@ impl RunError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Usage(_) | RunError::Config(_) => 2,
+            RunError::Usage(_) | RunError::Config(_) | RunError::Consumer(ConsumerError::Create(_) | ConsumerError::Registry(_)) => 2,
             _ => 1,
         }
     }
@@ -66,8 +70,11 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
     let config = Config::load(config_path.as_ref(), Some(&secrets))?;
     let address = resolve_address(&config.webservice.address)?;
     let readiness = Arc::new(Readiness::default());
-    let shared = Arc::new(Shared::new(&config, readiness.clone(), Vec::new()));
+    let stats = Arc::new(IngestStats::default());
+    let sources: Vec<Arc<dyn MetricsSource>> = vec![stats.clone()];
+    let shared = Arc::new(Shared::new(&config, readiness.clone(), sources));
     let server = runtime::start(&config, address, shared)?;
+    let consumer = consumer::start(&config, server.ingest.clone(), readiness, stats)?;
     eprintln!("push-cache {} listening on http://{address} with {} shards", env!("CARGO_PKG_VERSION"), server.ingest.len());
     wait_for_signal()?;
     tracing::info!("stopping: no new connections, finishing in-flight requests");
@@ -76,6 +83,7 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
         tracing::warn!("stop took too long; exiting anyway");
         std::process::exit(0);
     });
+    consumer.stop();
     server.shutdown();
     Ok(())
 }
@@ -96,6 +104,11 @@ fn wait_for_signal() -> Result<(), RunError> {
     Ok(())
 }
 
-pub fn run_registry(_args: &[String]) -> Result<(), RunError> {
-    Err(RunError::Usage("schema-registry: not wired in yet".into()))
+/// `schema-registry --listen ADDR [--data FILE]`.
+pub fn run_registry(args: &[String]) -> Result<(), RunError> {
+    let flags = flags(args, &["--listen", "--data"])?;
+    let listen = flag(&flags, &["--listen"]).unwrap_or("127.0.0.1:8081");
+    let data = flag(&flags, &["--data"]).map(PathBuf::from);
+    crate::registry::server::run(listen, data)?;
+    Ok(())
 }

