@@ -5,7 +5,7 @@
 //! buffer; otherwise the request goes to the owner over the mesh and the
 //! entry it sends back is written the same way, so clients cannot tell.
 
-use super::router::{Miss, Target};
+use super::router::{Miss, Route, Target};
 use super::{ops, Api};
 use crate::http::request::{percent_decode, query_pairs, Method};
 use crate::http::response::{self, Framing};
@@ -88,12 +88,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn get(api: &Api, route: usize, key: &str, inm: Option<&[u8]>, framing: Framing, out: &mut Vec<u8>) -> u16 {
     let store = api.shared.router.routes[route].store;
     let owner = owner_of(key.as_bytes(), api.shard.count);
+    let r = &api.shared.router.routes[route];
     if owner == api.shard.id {
-        return api.shard.with_entry(store, key.as_bytes(), |e| write_entry(api, route, e, inm, framing, out));
+        return api.shard.with_entry(store, key.as_bytes(), |e| write_entry(r, e, inm, framing, out));
     }
     api.shard.metrics.borrow_mut().forwarded += 1;
     match api.mesh.call(owner, MeshRequest::Get { store, key: key.as_bytes().into() }).await {
-        Ok(Reply::Entry(e)) => write_entry(api, route, e.as_ref(), inm, framing, out),
+        Ok(Reply::Entry(e)) => write_entry(r, e.as_ref(), inm, framing, out),
         _ => unavailable(out, framing),
     }
 }
@@ -104,12 +105,11 @@ fn unavailable(out: &mut Vec<u8>, framing: Framing) -> u16 {
 }
 
 /// 200 with the stored body, 304 when `If-None-Match` matches, or 404.
-fn write_entry(api: &Api, route: usize, entry: Option<&Entry>, inm: Option<&[u8]>, framing: Framing, out: &mut Vec<u8>) -> u16 {
+pub fn write_entry(r: &Route, entry: Option<&Entry>, inm: Option<&[u8]>, framing: Framing, out: &mut Vec<u8>) -> u16 {
     let Some(entry) = entry else {
         response::json(out, 404, &[], br#"{"error":"key not found"}"#, framing);
         return 404;
     };
-    let r = &api.shared.router.routes[route];
     if inm.is_some_and(|v| etag_matches(v, entry.etag())) {
         response::status_line(out, 304);
         out.extend_from_slice(&r.cache_control);

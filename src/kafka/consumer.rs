@@ -103,7 +103,10 @@ pub fn client_config(config: &Config) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true");
+        .set("enable.partition.eof", "true")
+        // Records should be visible within milliseconds: don't let an idle
+        // fetch sit at the broker for librdkafka's default 500 ms.
+        .set("fetch.wait.max.ms", "20");
     if let Some(user) = &k.sasl_username {
         c.set("sasl.username", user);
     }

@@ -1,0 +1,199 @@
+use super::*;
+use apache_avro::types::Value;
+
+#[allow(deprecated)]
+fn encode(schema: &WriterSchema, value: Value) -> Vec<u8> {
+    apache_avro::to_avro_datum(schema.schema(), value).unwrap()
+}
+
+fn decode_json(schema_json: &str, value: Value) -> String {
+    let schema = WriterSchema::parse(schema_json).unwrap();
+    let datum = encode(&schema, value);
+    String::from_utf8(decode_datum(&schema, &datum).unwrap().body.to_vec()).unwrap()
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.into())
+}
+
+const CUSTOMER: &str = r#"{"type":"record","name":"Customer","namespace":"com.acme","fields":[
+ {"name":"accountId","type":"string"},{"name":"name","type":"string"},{"name":"address","type":"string"},
+ {"name":"phone","type":"string"},{"name":"createdAt","type":"long"},{"name":"updatedAt","type":"long"}]}"#;
+
+fn customer_value(name: &str) -> Value {
+    Value::Record(vec![
+        ("accountId".into(), s("acct-1")),
+        ("name".into(), s(name)),
+        ("address".into(), s("1 Long Street")),
+        ("phone".into(), s("+44")),
+        ("createdAt".into(), Value::Long(1_700_000_000_000)),
+        ("updatedAt".into(), Value::Long(1_700_000_500_000)),
+    ])
+}
+
+#[test]
+fn frames() {
+    assert_eq!(parse_frame(&[0, 0, 0, 1, 2, 9, 9]).unwrap(), (258, &[9u8, 9][..]));
+    assert!(matches!(parse_frame(&[1, 0, 0, 0, 1]), Err(DecodeError::BadMagic(1))));
+    assert!(matches!(parse_frame(&[0, 0, 0]), Err(DecodeError::Truncated)));
+    assert!(matches!(parse_frame(&[]), Err(DecodeError::Truncated)));
+    assert_eq!(parse_frame(&encode_frame(7, b"xy")).unwrap(), (7, &b"xy"[..]));
+}
+
+#[test]
+fn customer_round_trip_with_etag() {
+    let schema = WriterSchema::parse(CUSTOMER).unwrap();
+    assert_eq!(schema.record_type, "customer");
+    let v = decode_datum(&schema, &encode(&schema, customer_value("Ann"))).unwrap();
+    assert_eq!(
+        &v.body[..],
+        br#"{"accountId":"acct-1","name":"Ann","address":"1 Long Street","phone":"+44","createdAt":1700000000000,"updatedAt":1700000500000}"#
+    );
+    assert_eq!(&v.etag[..], b"\"1700000500000\"");
+}
+
+#[test]
+fn strings_are_escaped() {
+    let json = decode_json(CUSTOMER, customer_value("q\"b\\n\nt\tc\u{1}é€"));
+    assert!(json.contains(r#""name":"q\"b\\n\nt\tc\u0001é€""#), "{json}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["name"], "q\"b\\n\nt\tc\u{1}é€");
+}
+
+#[test]
+fn bill_with_payments() {
+    let schema = r#"{"type":"record","name":"Bill","fields":[{"name":"accountId","type":"string"},{"name":"year","type":"int"},
+      {"name":"totalAmount","type":"double"},{"name":"payments","type":{"type":"array","items":{"type":"record","name":"Payment",
+      "fields":[{"name":"date","type":"string"},{"name":"amount","type":"double"},{"name":"method","type":"string"}]}}}]}"#;
+    let pay = |a: f64| Value::Record(vec![("date".into(), s("2024-01-31T10:00:00Z")), ("amount".into(), Value::Double(a)), ("method".into(), s("card"))]);
+    let v = Value::Record(vec![
+        ("accountId".into(), s("a")),
+        ("year".into(), Value::Int(2024)),
+        ("totalAmount".into(), Value::Double(100.0)),
+        ("payments".into(), Value::Array(vec![pay(60.25), pay(39.75)])),
+    ]);
+    assert_eq!(
+        decode_json(schema, v),
+        r#"{"accountId":"a","year":2024,"totalAmount":100,"payments":[{"date":"2024-01-31T10:00:00Z","amount":60.25,"method":"card"},{"date":"2024-01-31T10:00:00Z","amount":39.75,"method":"card"}]}"#
+    );
+    let empty = Value::Record(vec![
+        ("accountId".into(), s("a")),
+        ("year".into(), Value::Int(-1)),
+        ("totalAmount".into(), Value::Double(f64::NAN)),
+        ("payments".into(), Value::Array(vec![])),
+    ]);
+    assert_eq!(decode_json(schema, empty), r#"{"accountId":"a","year":-1,"totalAmount":null,"payments":[]}"#);
+}
+
+#[test]
+fn unions_enums_maps_bytes_fixed_nested() {
+    let schema = r#"{"type":"record","name":"X","fields":[
+      {"name":"u","type":["null","string"]},{"name":"n","type":["null","long"]},
+      {"name":"e","type":{"type":"enum","name":"Color","symbols":["RED","GREEN"]}},
+      {"name":"m","type":{"type":"map","values":"int"}},
+      {"name":"b","type":"bytes"},{"name":"f","type":{"type":"fixed","name":"F","size":3}},
+      {"name":"r","type":{"type":"record","name":"In","fields":[{"name":"ok","type":"boolean"},{"name":"x","type":"float"}]}},
+      {"name":"again","type":"F"}]}"#;
+    let v = Value::Record(vec![
+        ("u".into(), Value::Union(1, Box::new(s("hi")))),
+        ("n".into(), Value::Union(0, Box::new(Value::Null))),
+        ("e".into(), Value::Enum(1, "GREEN".into())),
+        ("m".into(), Value::Map([("k".to_string(), Value::Int(5))].into_iter().collect())),
+        ("b".into(), Value::Bytes(b"hello".to_vec())),
+        ("f".into(), Value::Fixed(3, vec![1, 2, 3])),
+        ("r".into(), Value::Record(vec![("ok".into(), Value::Boolean(true)), ("x".into(), Value::Float(1.1))])),
+        ("again".into(), Value::Fixed(3, vec![255, 255, 255])),
+    ]);
+    assert_eq!(
+        decode_json(schema, v),
+        r#"{"u":"hi","n":null,"e":"GREEN","m":{"k":5},"b":"aGVsbG8=","f":"AQID","r":{"ok":true,"x":1.1},"again":"////"}"#
+    );
+}
+
+#[test]
+fn logical_types() {
+    let schema = r#"{"type":"record","name":"L","fields":[
+      {"name":"d","type":{"type":"int","logicalType":"date"}},
+      {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+      {"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},
+      {"name":"id","type":{"type":"string","logicalType":"uuid"}}]}"#;
+    let v = Value::Record(vec![
+        ("d".into(), Value::Date(19_000)),
+        ("ts".into(), Value::TimestampMillis(1_700_000_000_000)),
+        ("dec".into(), Value::Decimal(apache_avro::Decimal::from(vec![0xcf, 0xc7]))), // -12345
+        ("id".into(), Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap())),
+    ]);
+    assert_eq!(decode_json(schema, v), r#"{"d":19000,"ts":1700000000000,"dec":"-123.45","id":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#);
+}
+
+#[test]
+fn decimal_text() {
+    let mut out = Vec::new();
+    write_decimal(&mut out, &[0x01], 3);
+    assert_eq!(out, br#""0.001""#);
+    out.clear();
+    write_decimal(&mut out, &[0x30, 0x39], 0);
+    assert_eq!(out, br#""12345""#);
+}
+
+#[test]
+fn schema_evolution_each_version_with_its_writer_schema() {
+    let v2 = CUSTOMER.replace(r#"{"name":"updatedAt","type":"long"}]"#, r#"{"name":"updatedAt","type":"long"},{"name":"email","type":["null","string"],"default":null}]"#);
+    let old = decode_json(CUSTOMER, customer_value("A"));
+    let Value::Record(mut fields) = customer_value("A") else { unreachable!() };
+    fields.push(("email".into(), Value::Union(1, Box::new(s("a@x")))));
+    let new = decode_json(&v2, Value::Record(fields));
+    assert!(!old.contains("email"));
+    assert!(new.ends_with(r#""updatedAt":1700000500000,"email":"a@x"}"#), "{new}");
+}
+
+#[test]
+fn bad_datums_are_errors_not_panics() {
+    let schema = WriterSchema::parse(CUSTOMER).unwrap();
+    let good = encode(&schema, customer_value("Ann"));
+    for cut in 0..good.len() {
+        assert!(matches!(decode_datum(&schema, &good[..cut]), Err(DecodeError::Malformed(_))), "cut {cut}");
+    }
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(decode_datum(&schema, &trailing).is_err());
+    // A huge string length must not allocate.
+    assert!(decode_datum(&schema, &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+    // Pseudo-random garbage against a schema with arrays, maps and unions.
+    let rich = WriterSchema::parse(
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":{"type":"map","values":["null","string","R"]}}}]}"#,
+    )
+    .unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for len in 0..2000 {
+        let bytes: Vec<u8> = (0..len % 64)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let _ = decode_datum(&rich, &bytes);
+        let _ = decode_datum(&schema, &bytes);
+    }
+}
+
+#[test]
+fn deep_recursion_is_bounded() {
+    let schema = WriterSchema::parse(r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#).unwrap();
+    let mut datum = vec![2u8; 10_000]; // union index 1 (Node), again and again
+    datum.push(0);
+    assert!(decode_datum(&schema, &datum).is_err());
+    assert_eq!(&decode_datum(&schema, &[2, 0]).unwrap().body[..], br#"{"next":{"next":null}}"#);
+}
+
+#[test]
+fn non_records_are_refused() {
+    assert!(matches!(WriterSchema::parse(r#""string""#), Err(DecodeError::NotARecord(_))));
+    assert!(matches!(WriterSchema::parse("{not json"), Err(DecodeError::NotARecord(_))));
+    let e = WriterSchema::parse(r#"{"type":"record","name":"E","fields":[{"name":"updatedAt","type":["null","long"]}]}"#).unwrap();
+    assert_eq!(e.updated_at, Some(0));
+    assert_eq!(&decode_datum(&e, &[2, 20]).unwrap().etag[..], b"\"10\"");
+    assert_eq!(decode_datum(&e, &[0]).unwrap().etag.len(), 18, "null updatedAt: body hash");
+}

@@ -1,0 +1,288 @@
+//! End-to-end ingestion (SPEC sections 2 and 5) with real processes: a tansu
+//! broker, the bundled schema registry and the push-cache binary.
+
+mod common;
+
+use common::kafka::*;
+use common::*;
+use push_cache::registry::server as registry;
+use std::time::{Duration, Instant};
+
+const TOPICS: [&str; 4] = ["customers", "bills", "usage", "tickets"];
+
+fn config(port: u16, brokers: &str, registry_url: &str) -> String {
+    config_yaml(
+        port,
+        "",
+        &format!(
+            "kafka:
+  brokers: '{brokers}'
+  group_id: push-cache-test
+  topic: [customers, bills, usage, tickets]
+  schema_registry_url: '{registry_url}'
+cache:
+  stores:
+    - {{name: customers, type: in_memory, schemas: [customer]}}
+    - {{name: bills, type: in_memory, schemas: [bill]}}
+    - {{name: usage, type: in_memory, schemas: [usage]}}
+    - {{name: tickets, type: in_memory, schemas: [ticket]}}
+  routes:
+    - {{path: /customers, store: customers}}
+    - {{path: /bills, store: bills}}
+    - {{path: /usage, store: usage}}
+    - {{path: /tickets, store: tickets, key_field: ticketId}}
+runtime: {{shards: 2}}
+"
+        ),
+    )
+}
+
+struct Schemas {
+    customer: Schema,
+    customer_v2: Schema,
+    bill: Schema,
+    usage: Schema,
+    ticket: Schema,
+}
+
+fn register_all(url: &str) -> Schemas {
+    Schemas {
+        customer: register(url, "customers-value", CUSTOMER_V1),
+        customer_v2: register(url, "customers-value", CUSTOMER_V2),
+        bill: register(url, "bills-value", BILL),
+        usage: register(url, "usage-value", USAGE),
+        ticket: register(url, "tickets-value", TICKET),
+    }
+}
+
+fn http_get(server: &Server, path: &str) -> (u16, String) {
+    let r = exchange(server, &get(path));
+    (r.status, r.text())
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn wait_ready(server: &Server) {
+    wait_until("readiness", Duration::from_secs(60), || http_get(server, "/health/ready").0 == 200);
+}
+
+fn metric(server: &Server, line_prefix: &str) -> u64 {
+    let text = http_get(server, "/metrics").1;
+    text.lines().find(|l| l.starts_with(line_prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Everything a topic should hold, produced by `produce_dataset`: path -> body (None: deleted).
+type Expected = Vec<(String, Option<String>)>;
+
+fn produce_dataset(p: &TestProducer, s: &Schemas) -> Expected {
+    let mut expected = Vec::new();
+    for i in 0..60 {
+        let (v, json) = customer(i, 1);
+        p.send_avro("customers", &format!("acct-{i:08}"), &s.customer, v);
+        expected.push((format!("/api/customers/acct-{i:08}"), Some(json)));
+    }
+    for i in 0..10 {
+        let (v, json) = customer(i, 2);
+        p.send_avro("customers", &format!("acct-{i:08}"), &s.customer, v);
+        expected[i as usize].1 = Some(json);
+    }
+    for i in 40..45 {
+        p.tombstone("customers", &format!("acct-{i:08}"));
+        expected[i as usize].1 = None;
+    }
+    for i in 50..55 {
+        let email = (i % 2 == 0).then_some("a@example.com");
+        let (v, json) = customer_v2(i, email);
+        p.send_avro("customers", &format!("acct-{i:08}"), &s.customer_v2, v);
+        expected[i as usize].1 = Some(json);
+    }
+    for i in 0..20 {
+        let (v, json) = bill(i);
+        p.send_avro("bills", &format!("acct-{i:08}"), &s.bill, v);
+        expected.push((format!("/api/bills/acct-{i:08}"), Some(json)));
+        let (v, json) = usage(i);
+        p.send_avro("usage", &format!("acct-{i:08}"), &s.usage, v);
+        expected.push((format!("/api/usage/acct-{i:08}"), Some(json)));
+        let (v, json) = ticket(i);
+        p.send_avro("tickets", &format!("tkt-{i:06}"), &s.ticket, v);
+        expected.push((format!("/api/tickets/tkt-{i:06}"), Some(json)));
+    }
+    // A tombstone on bills must not touch the customer with the same key.
+    p.tombstone("bills", "acct-00000001");
+    expected.iter_mut().find(|(path, _)| path == "/api/bills/acct-00000001").unwrap().1 = None;
+    p.flush();
+    expected
+}
+
+fn produce_bad_records(p: &TestProducer, s: &Schemas) {
+    let (v, _) = customer(900, 1);
+    let datum = apache_avro::to_avro_datum(&s.customer.schema, v).unwrap();
+    let mut bad_magic = push_cache::kafka::decode::encode_frame(s.customer.id, &datum);
+    bad_magic[0] = 7;
+    p.send_raw("customers", b"bad-magic", Some(&bad_magic));
+    p.send_raw("customers", b"unknown-schema", Some(&push_cache::kafka::decode::encode_frame(99_999, &datum)));
+    let truncated = push_cache::kafka::decode::encode_frame(s.customer.id, &datum[..datum.len() / 2]);
+    p.send_raw("customers", b"truncated", Some(&truncated));
+    p.send_raw("customers", &[0xff, 0xfe, 0x01], Some(&push_cache::kafka::decode::encode_frame(s.customer.id, &datum)));
+    p.send_raw("customers", b"short", Some(&[0, 0]));
+    p.flush();
+}
+
+fn assert_serves(server: &Server, expected: &Expected) {
+    for (path, body) in expected {
+        let (status, text) = http_get(server, path);
+        match body {
+            Some(b) => {
+                assert_eq!(status, 200, "{path}: {text}");
+                assert_eq!(&text, b, "{path}");
+            }
+            None => assert_eq!(status, 404, "{path} should be deleted: {text}"),
+        }
+    }
+}
+
+fn wait_serves(server: &Server, expected: &Expected) {
+    wait_until("the cache to converge", Duration::from_secs(60), || {
+        expected.iter().all(|(path, body)| {
+            let (status, text) = http_get(server, path);
+            match body {
+                Some(b) => status == 200 && &text == b,
+                None => status == 404,
+            }
+        })
+    });
+}
+
+fn start_stack() -> (Broker, registry::RegistryHandle) {
+    let broker = Broker::start();
+    broker.create_topic("customers", 3);
+    for t in &TOPICS[1..] {
+        broker.create_topic(t, 1);
+    }
+    let reg = registry::spawn("127.0.0.1:0", None, None).unwrap();
+    (broker, reg)
+}
+
+#[test]
+fn replays_topics_then_follows_updates_tombstones_and_skips_bad_records() {
+    let (broker, reg) = start_stack();
+    let reg_url = format!("http://{}", reg.addr);
+    let schemas = register_all(&reg_url);
+    let producer = broker.producer();
+    let expected = produce_dataset(&producer, &schemas);
+    produce_bad_records(&producer, &schemas);
+
+    let port = free_port();
+    let server = Server::start_yaml(&config(port, &broker.bootstrap(), &reg_url), port, &[]);
+    let (status, body) = http_get(&server, "/health/ready");
+    assert_eq!(status, 503, "not ready before catch-up: {body}");
+    assert!(body.contains("kafka"), "{body}");
+    wait_ready(&server);
+    assert_serves(&server, &expected);
+
+    let etag = exchange(&server, &get("/api/customers/acct-00000003")).header("ETag").map(str::to_string);
+    assert_eq!(etag.as_deref(), Some("\"1700000500031\""));
+    assert_eq!(http_get(&server, "/api/customers/acct-00000001").0, 200, "bill tombstone left the customer alone");
+
+    for reason in ["bad_magic", "unknown_schema", "malformed", "key_not_utf8", "truncated"] {
+        let n = metric(&server, &format!("push_cache_kafka_records_skipped_total{{reason=\"{reason}\"}}"));
+        assert_eq!(n, 1, "skips for {reason}");
+    }
+    assert_eq!(metric(&server, "push_cache_kafka_records_applied_total{type=\"customer\"}"), 75);
+    assert_eq!(metric(&server, "push_cache_kafka_tombstones_applied_total"), 6);
+    assert_eq!(metric(&server, "push_cache_kafka_lag{topic=\"bills\",partition=\"0\"}"), 0);
+
+    // Following the topic after catch-up: an update and a tombstone.
+    let (v, json) = customer(7, 3);
+    producer.send_avro("customers", "acct-00000007", &schemas.customer, v);
+    producer.tombstone("customers", "acct-00000008");
+    producer.flush();
+    wait_until("the update", Duration::from_secs(20), || http_get(&server, "/api/customers/acct-00000007").1 == json);
+    wait_until("the tombstone", Duration::from_secs(20), || http_get(&server, "/api/customers/acct-00000008").0 == 404);
+}
+
+#[test]
+fn registry_down_at_start_is_waited_out() {
+    let broker = Broker::start();
+    for t in TOPICS {
+        broker.create_topic(t, 1);
+    }
+    let dir = temp_dir("registry");
+    let data = dir.join("registry.json");
+    let reg = registry::spawn("127.0.0.1:0", Some(data.clone()), None).unwrap();
+    let reg_addr = reg.addr;
+    let reg_url = format!("http://{reg_addr}");
+    let schemas = register_all(&reg_url);
+    let expected = produce_dataset(&broker.producer(), &schemas);
+    reg.stop();
+
+    let port = free_port();
+    let server = Server::start_yaml(&config(port, &broker.bootstrap(), &reg_url), port, &[]);
+    wait_until("readiness to name the registry", Duration::from_secs(30), || {
+        let (status, body) = http_get(&server, "/health/ready");
+        status == 503 && body.contains("schema_registry")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(http_get(&server, "/health/ready").0, 503);
+
+    let _reg = registry::spawn(&reg_addr.to_string(), Some(data), None).unwrap();
+    wait_ready(&server);
+    assert_serves(&server, &expected);
+    assert_eq!(metric(&server, "push_cache_kafka_records_skipped_total"), 0, "nothing skipped for an outage");
+}
+
+#[test]
+fn broker_killed_and_restarted_mid_stream_converges() {
+    let (mut broker, reg) = start_stack();
+    let reg_url = format!("http://{}", reg.addr);
+    let schemas = register_all(&reg_url);
+    produce_dataset(&broker.producer(), &schemas);
+    let port = free_port();
+    let server = Server::start_yaml(&config(port, &broker.bootstrap(), &reg_url), port, &[]);
+    wait_ready(&server);
+
+    // Freeze the broker: serving goes on from memory.
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(http_get(&server, "/api/customers/acct-00000020").0, 200);
+    broker.resume();
+
+    // Kill it outright and start a new one on the same port. Its memory
+    // storage starts empty, so the topics are re-created and re-filled with
+    // newer values; the cache must follow the new log from its start.
+    let port_kafka = broker.port;
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(http_get(&server, "/api/customers/acct-00000020").0, 200, "serving survives the broker");
+    let url = format!("tcp://127.0.0.1:{port_kafka}");
+    broker.child = std::process::Command::new(tansu_bin())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port_kafka);
+    broker.create_topic("customers", 3);
+    for t in &TOPICS[1..] {
+        broker.create_topic(t, 1);
+    }
+    let producer = broker.producer();
+    let mut expected = produce_dataset(&producer, &schemas);
+    for i in 0..60u64 {
+        if (40..45).contains(&i) {
+            continue;
+        }
+        let (v, json) = customer(i, 5);
+        producer.send_avro("customers", &format!("acct-{i:08}"), &schemas.customer, v);
+        expected[i as usize].1 = Some(json);
+    }
+    producer.flush();
+    wait_serves(&server, &expected);
+}
