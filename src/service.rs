@@ -70,6 +70,9 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
     let config = Config::load(config_path.as_ref(), Some(&secrets))?;
     let address = resolve_address(&config.webservice.address)?;
     let readiness = Arc::new(Readiness::default());
+    // Not ready until the consumer has caught up; said before the first
+    // request can arrive.
+    readiness.wait_for(consumer::READINESS_KEY, "starting the Kafka consumer");
     let stats = Arc::new(IngestStats::default());
     let sources: Vec<Arc<dyn MetricsSource>> = vec![stats.clone()];
     let shared = Arc::new(Shared::new(&config, readiness.clone(), sources));

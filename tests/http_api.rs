@@ -14,14 +14,14 @@ fn get_post_delete_and_conditional_get() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "key not found");
 
-    let created = exchange(&server, &post("/api/customers", &customer(1)));
+    let created = exchange(&server, &post("/api/customers", &customer_body(1)));
     assert_eq!(created.status, 201, "{}", created.text());
-    assert_eq!(created.text(), customer(1));
+    assert_eq!(created.text(), customer_body(1));
     assert_eq!(created.header("Location"), Some("/api/customers/acct-00000001"));
 
     let got = exchange(&server, &get("/api/customers/acct-00000001"));
     assert_eq!(got.status, 200);
-    assert_eq!(got.text(), customer(1));
+    assert_eq!(got.text(), customer_body(1));
     assert_eq!(got.header("Content-Type"), Some("application/json"));
     assert_eq!(got.header("Cache-Control"), Some("public, max-age=300"));
     assert_eq!(got.header("ETag"), Some("\"1700000500001\""));
@@ -36,15 +36,15 @@ fn get_post_delete_and_conditional_get() {
 
     let head = exchange(&server, b"HEAD /api/customers/acct-00000001 HTTP/1.1\r\n\r\n");
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("Content-Length"), Some(customer(1).len().to_string().as_str()));
+    assert_eq!(head.header("Content-Length"), Some(customer_body(1).len().to_string().as_str()));
     assert_eq!(head.header("ETag"), Some("\"1700000500001\""));
 
-    let conflict = exchange(&server, &post("/api/customers", &customer(1)));
+    let conflict = exchange(&server, &post("/api/customers", &customer_body(1)));
     assert_eq!(conflict.status, 409);
 
     let deleted = exchange(&server, b"DELETE /api/customers/acct-00000001 HTTP/1.1\r\n\r\n");
     assert_eq!(deleted.status, 200);
-    assert_eq!(deleted.text(), customer(1));
+    assert_eq!(deleted.text(), customer_body(1));
     let again = exchange(&server, b"DELETE /api/customers/acct-00000001 HTTP/1.1\r\n\r\n");
     assert_eq!(again.status, 404);
     assert_eq!(exchange(&server, &get("/api/customers/acct-00000001")).status, 404);
@@ -111,10 +111,10 @@ fn malformed_request_closes_the_connection() {
 #[test]
 fn admin_token_guards_writes() {
     let server = Server::start("  admin_token: s3cret");
-    let denied = exchange(&server, &post("/api/customers", &customer(2)));
+    let denied = exchange(&server, &post("/api/customers", &customer_body(2)));
     assert_eq!(denied.status, 401);
     assert_eq!(denied.header("WWW-Authenticate"), Some("Bearer"));
-    let body = customer(2);
+    let body = customer_body(2);
     let wrong = format!("POST /api/customers HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     assert_eq!(exchange(&server, wrong.as_bytes()).status, 401);
     let right = format!("POST /api/customers HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Length: {}\r\n\r\n{body}", body.len());
@@ -128,7 +128,7 @@ fn admin_token_guards_writes() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let server = Server::start("");
-    exchange(&server, &post("/api/customers", &customer(3)));
+    exchange(&server, &post("/api/customers", &customer_body(3)));
     let mut s = server.connect();
     let mut burst = get("/api/customers/acct-00000003");
     burst.extend_from_slice(&get("/api/customers/missing"));
@@ -139,7 +139,7 @@ fn pipelined_requests_are_answered_in_order() {
     let b = read_response(&mut s, &mut pending, false);
     let c = read_response(&mut s, &mut pending, true);
     assert_eq!((a.status, b.status, c.status), (200, 404, 200));
-    assert_eq!(a.text(), customer(3));
+    assert_eq!(a.text(), customer_body(3));
     assert!(pending.is_empty());
 }
 
@@ -147,7 +147,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn request_sent_one_byte_at_a_time() {
     let server = Server::start("");
     let mut s = server.connect();
-    let body = customer(4);
+    let body = customer_body(4);
     let request = post("/api/customers", &body);
     for b in &request {
         s.write_all(std::slice::from_ref(b)).unwrap();
@@ -164,14 +164,14 @@ fn two_hundred_keys_over_one_connection_exercise_forwarding() {
     let mut s = server.connect();
     let mut pending = Vec::new();
     for i in 0..200 {
-        s.write_all(&post("/api/customers", &customer(1000 + i))).unwrap();
+        s.write_all(&post("/api/customers", &customer_body(1000 + i))).unwrap();
         assert_eq!(read_response(&mut s, &mut pending, false).status, 201);
     }
     for i in 0..200 {
         s.write_all(&get(&format!("/api/customers/acct-{:08}", 1000 + i))).unwrap();
         let r = read_response(&mut s, &mut pending, false);
         assert_eq!(r.status, 200);
-        assert_eq!(r.text(), customer(1000 + i));
+        assert_eq!(r.text(), customer_body(1000 + i));
     }
     // Both shards answered: the owners were local for some keys, remote for others.
     let metrics = reqwest::blocking::get(server.url("/metrics")).unwrap().text().unwrap();
@@ -195,7 +195,7 @@ fn two_hundred_keys_over_one_connection_exercise_forwarding() {
 fn key_listing_gathers_all_shards() {
     let server = Server::start("");
     for i in 0..30 {
-        assert_eq!(exchange(&server, &post("/api/customers", &customer(i))).status, 201);
+        assert_eq!(exchange(&server, &post("/api/customers", &customer_body(i))).status, 201);
     }
     let all = exchange(&server, &get("/api/customers")).json();
     let expected: Vec<String> = (0..30).map(|i| format!("acct-{i:08}")).collect();
@@ -237,14 +237,14 @@ fn keep_alive_close_and_http10() {
 #[test]
 fn chunked_body_and_expect_continue() {
     let server = Server::start("");
-    let body = customer(5);
+    let body = customer_body(5);
     let (a, b) = body.split_at(10);
     let chunked = format!("POST /api/customers HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
     let r = exchange(&server, chunked.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.text(), body);
 
-    let body = customer(6);
+    let body = customer_body(6);
     let mut s = server.connect();
     let head = format!("POST /api/customers HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len());
     s.write_all(head.as_bytes()).unwrap();
@@ -301,7 +301,7 @@ fn slow_client_is_cut_off_by_the_header_timeout() {
 #[test]
 fn five_hundred_concurrent_connections() {
     let server = Server::start("");
-    exchange(&server, &post("/api/customers", &customer(7)));
+    exchange(&server, &post("/api/customers", &customer_body(7)));
     let mut conns: Vec<_> = (0..500).map(|_| server.connect()).collect();
     for s in conns.iter_mut() {
         s.write_all(&get("/api/customers/acct-00000007")).unwrap();
@@ -309,7 +309,7 @@ fn five_hundred_concurrent_connections() {
     for s in conns.iter_mut() {
         let r = read_response(s, &mut Vec::new(), false);
         assert_eq!(r.status, 200);
-        assert_eq!(r.text(), customer(7));
+        assert_eq!(r.text(), customer_body(7));
     }
     let handles: Vec<_> = (0..8)
         .map(|_| {

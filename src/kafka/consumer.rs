@@ -28,7 +28,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Readiness keys this module sets.
-const KAFKA: &str = "kafka";
+pub const READINESS_KEY: &str = "kafka";
+const KAFKA: &str = READINESS_KEY;
 const REGISTRY: &str = "schema_registry";
 /// Most records taken per poll burst before batches are flushed.
 const BURST: usize = 4096;

@@ -117,7 +117,7 @@ impl TestProducer {
     }
 
     pub fn send_avro(&self, topic: &str, key: &str, schema: &Schema, value: Value) {
-        let datum = apache_avro::to_avro_datum(&schema.schema, value).expect("encode test record");
+        let datum = encode_datum(schema, value);
         self.send_raw(topic, key.as_bytes(), Some(&encode_frame(schema.id, &datum)));
     }
 
@@ -128,6 +128,12 @@ impl TestProducer {
     pub fn flush(&self) {
         self.producer.flush(Duration::from_secs(30)).expect("flush producer");
     }
+}
+
+/// The Avro binary datum of `value`.
+#[allow(deprecated)]
+pub fn encode_datum(schema: &Schema, value: Value) -> Vec<u8> {
+    apache_avro::to_avro_datum(&schema.schema, value).expect("encode test record")
 }
 
 /// A registered writer schema.

@@ -2,6 +2,8 @@
 //! to it over real sockets.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -208,7 +210,7 @@ pub fn post(path: &str, body: &str) -> Vec<u8> {
     format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
-pub fn customer(i: usize) -> String {
+pub fn customer_body(i: usize) -> String {
     format!(
         r#"{{"accountId":"acct-{i:08}","name":"Customer Name {i}","address":"{i} Long Street","phone":"+44 20 7946 0000","createdAt":1700000000000,"updatedAt":{}}}"#,
         1_700_000_500_000u64 + i as u64
