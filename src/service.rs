@@ -7,6 +7,8 @@ use crate::kafka::stats::IngestStats;
 use crate::config::{Config, ConfigError};
 use crate::readiness::Readiness;
 use crate::runtime::{self, StartError};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,6 +70,8 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
     let config_path = flag(&flags, &["--config", "-c"]).ok_or_else(|| RunError::Usage("--config FILE is required".into()))?;
     let secrets = PathBuf::from(flag(&flags, &["--secrets", "-s"]).unwrap_or("secrets"));
     let config = Config::load(config_path.as_ref(), Some(&secrets))?;
+    // Installed first, so a stop requested during start-up is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
     let address = resolve_address(&config.webservice.address)?;
     let readiness = Arc::new(Readiness::default());
     // Not ready until the consumer has caught up; said before the first
@@ -79,7 +83,7 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
     let server = runtime::start(&config, address, shared)?;
     let consumer = consumer::start(&config, server.ingest.clone(), readiness, stats)?;
     eprintln!("push-cache {} listening on http://{address} with {} shards", env!("CARGO_PKG_VERSION"), server.ingest.len());
-    wait_for_signal()?;
+    signals.forever().next();
     tracing::info!("stopping: no new connections, finishing in-flight requests");
     std::thread::spawn(|| {
         std::thread::sleep(STOP_LIMIT);
@@ -98,13 +102,6 @@ fn resolve_address(text: &str) -> Result<SocketAddr, RunError> {
         return Ok(addr);
     }
     Ok(TcpListener::bind(addr)?.local_addr()?)
-}
-
-fn wait_for_signal() -> Result<(), RunError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    signals.forever().next();
-    Ok(())
 }
 
 /// `schema-registry --listen ADDR [--data FILE]`.

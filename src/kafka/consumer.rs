@@ -36,7 +36,8 @@ const BURST: usize = 4096;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 const WATERMARKS_EVERY: Duration = Duration::from_secs(5);
 const METADATA_EVERY: Duration = Duration::from_secs(10);
-const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Short, so a stop is never held up long by an unreachable broker.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
