@@ -63,6 +63,16 @@ fn ingest(c: &mut Criterion) {
             }
         })
     });
+    let mut store = push_cache::store::memory::MemoryStore::default();
+    group.bench_function("decode_and_apply_customer", |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            let (key, frame) = &frames[i];
+            let (_, d) = parse_frame(frame).unwrap();
+            let value = decode_datum(&schema, d).unwrap();
+            black_box(store.upsert(push_cache::store::entry::Entry::new(key, &value).unwrap()))
+        })
+    });
     group.finish();
 }
 
