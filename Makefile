@@ -17,7 +17,8 @@ release: ## optimised build (target/release/push-cache)
 	$(CARGO) build --release
 
 test: deps ## the whole test suite, as CI runs it
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --lib --bins --tests -- --test-threads=2
+	$(CARGO) check --benches --examples
 
 test-unit: ## unit tests only (no broker needed)
 	$(CARGO) test --lib

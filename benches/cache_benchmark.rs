@@ -25,7 +25,7 @@ fn entry(i: usize) -> Entry {
 
 /// Visits every index once in a scattered order (a large odd stride).
 fn scattered(n: usize) -> Vec<String> {
-    let stride = 2_654_435_761usize % n.max(1) | 1;
+    let stride = (2_654_435_761usize % n.max(1)) | 1;
     (0..n.min(100_000)).map(|i| key(i * stride % n)).collect()
 }
 

@@ -207,7 +207,7 @@ impl Worker {
             let md = self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| e.to_string())?;
             for t in md.topics() {
                 if let Some(err) = t.error() {
-                    return Err(format!("topic `{}`: {:?}", t.name(), rdkafka::types::RDKafkaRespErr::from(err)));
+                    return Err(format!("topic `{}`: {:?}", t.name(), err));
                 }
                 if t.partitions().is_empty() {
                     return Err(format!("topic `{}` has no partitions (does it exist?)", t.name()));
@@ -345,14 +345,15 @@ fn handle_record(
     catching_up: bool,
     msg: &BorrowedMessage<'_>,
 ) -> Result<(), End> {
-    let skip = |counters: &mut Counters, reason: &'static str| {
+    let skip = |counters: &mut Counters, reason: &'static str| -> Result<(), End> {
         counters.skipped(reason);
         tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason, "skipped a record");
+        Ok(())
     };
     let key = match msg.key().map(std::str::from_utf8) {
         Some(Ok(k)) => k,
-        Some(Err(_)) => return Ok(skip(counters, "key_not_utf8")),
-        None => return Ok(skip(counters, "missing_key")),
+        Some(Err(_)) => return skip(counters, "key_not_utf8"),
+        None => return skip(counters, "missing_key"),
     };
     let Some(payload) = msg.payload() else {
         dispatcher.tombstone(msg.topic(), key).map_err(|ShardsGone| End::ShardsGone)?;
@@ -361,7 +362,7 @@ fn handle_record(
     };
     let (id, datum) = match parse_frame(payload) {
         Ok(f) => f,
-        Err(e) => return Ok(skip(counters, e.reason())),
+        Err(e) => return skip(counters, e.reason()),
     };
     let mut waiting = |e: Option<&RegistryError>| match (e, catching_up) {
         (Some(e), true) => readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}")),
@@ -370,17 +371,17 @@ fn handle_record(
     };
     let schema = match schemas.get(id, counters, &|| stop.load(Ordering::Relaxed), &mut waiting) {
         Ok(s) => s,
-        Err(SchemaError::Unknown(_)) => return Ok(skip(counters, "unknown_schema")),
-        Err(SchemaError::Unusable { .. }) => return Ok(skip(counters, "bad_schema")),
+        Err(SchemaError::Unknown(_)) => return skip(counters, "unknown_schema"),
+        Err(SchemaError::Unusable { .. }) => return skip(counters, "bad_schema"),
         Err(SchemaError::Stopped) => return Err(End::Stopped),
     };
     let value = match decode_datum(&schema, datum) {
         Ok(v) => v,
-        Err(e) => return Ok(skip(counters, e.reason())),
+        Err(e) => return skip(counters, e.reason()),
     };
     match dispatcher.upsert(msg.topic(), &schema.record_type, key, &value) {
         Ok(_) => counters.applied(&schema.record_type),
-        Err(Upsert::TooLong(_)) => skip(counters, "key_too_long"),
+        Err(Upsert::TooLong(_)) => return skip(counters, "key_too_long"),
         Err(Upsert::Gone(_)) => return Err(End::ShardsGone),
     }
     Ok(())

@@ -56,9 +56,12 @@ pub struct PartitionProgress {
     pub high: i64,
 }
 
+/// Progress per (topic, partition).
+type Progress = BTreeMap<(String, i32), PartitionProgress>;
+
 #[derive(Default)]
 pub struct IngestStats {
-    inner: Mutex<(Counters, BTreeMap<(String, i32), PartitionProgress>)>,
+    inner: Mutex<(Counters, Progress)>,
 }
 
 impl IngestStats {
@@ -76,7 +79,7 @@ impl IngestStats {
         self.lock().0.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Counters, BTreeMap<(String, i32), PartitionProgress>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Counters, Progress)> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

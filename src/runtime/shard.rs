@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::hash::BuildHasher;
 
 /// Fixed seed: every thread, and every restart, must agree on owners.
-const OWNER_SEED: u64 = 0x5eed_0f_0a11_ca5e;
+const OWNER_SEED: u64 = 0x5eed_0f0a_11ca_5e00;
 
 /// The one function that decides which shard owns a key. It is seeded apart
 /// from the shard maps' own hashers, so a shard's keys still spread evenly
