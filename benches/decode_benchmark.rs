@@ -49,7 +49,7 @@ fn ingest(c: &mut Criterion) {
     });
     let (tx, rx) = flume::unbounded();
     let stores = vec![StoreConfig::InMemory { name: "customers".into(), schemas: vec!["customer".into()] }];
-    let mut dispatcher = Dispatcher::new(stores, vec![tx]);
+    let mut dispatcher = Dispatcher::new(stores, vec![tx], Vec::new());
     group.bench_function("decode_and_dispatch_customer", |b| {
         b.iter(|| {
             i = (i + 1) % frames.len();

@@ -116,6 +116,10 @@ pub struct KafkaConfig {
     pub sasl_password: Option<String>,
 }
 
+fn default_redis_timeout() -> u64 {
+    250
+}
+
 fn default_max_age() -> u64 {
     300
 }
@@ -159,6 +163,9 @@ pub enum StoreConfig {
         prefix: Option<String>,
         #[serde(default)]
         schemas: Vec<String>,
+        /// How long a request waits for Redis before answering 503.
+        #[serde(default = "default_redis_timeout")]
+        timeout_ms: u64,
     },
 }
 
@@ -349,9 +356,12 @@ impl Config {
             if stores[..i].iter().any(|o| o.name() == s.name()) {
                 return Err(invalid(format!("cache.stores[{i}].name"), format!("duplicate store name `{}`", s.name())));
             }
-            if let StoreConfig::Redis { url, .. } = s {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
-                    return Err(invalid(format!("cache.stores[{i}].url"), format!("expected a redis:// URL, found `{url}`")));
+            if let StoreConfig::Redis { url, timeout_ms, .. } = s {
+                if redis::parse_redis_url(url).is_none() || !url.contains("://") {
+                    return Err(invalid(format!("cache.stores[{i}].url"), "expected a URL like redis://[user:password@]host:6379[/db]"));
+                }
+                if *timeout_ms == 0 {
+                    return Err(invalid(format!("cache.stores[{i}].timeout_ms"), "must be above 0"));
                 }
             }
         }

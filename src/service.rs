@@ -4,6 +4,7 @@
 use crate::api::{MetricsSource, Shared};
 use crate::kafka::consumer::{self, ConsumerError};
 use crate::kafka::stats::IngestStats;
+use crate::store::redis::{RedisError, RedisStats, RedisStores};
 use crate::config::{Config, ConfigError};
 use crate::readiness::Readiness;
 use crate::runtime::{self, StartError};
@@ -27,6 +28,8 @@ pub enum RunError {
     Start(#[from] StartError),
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -38,7 +41,7 @@ impl RunError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Usage(_) | RunError::Config(_) | RunError::Consumer(ConsumerError::Create(_) | ConsumerError::Registry(_)) => 2,
+            RunError::Usage(_) | RunError::Config(_) | RunError::Redis(_) | RunError::Consumer(ConsumerError::Create(_) | ConsumerError::Registry(_)) => 2,
             _ => 1,
         }
     }
@@ -78,10 +81,13 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
     // request can arrive.
     readiness.wait_for(consumer::READINESS_KEY, "starting the Kafka consumer");
     let stats = Arc::new(IngestStats::default());
-    let sources: Vec<Arc<dyn MetricsSource>> = vec![stats.clone()];
-    let shared = Arc::new(Shared::new(&config, readiness.clone(), sources));
+    let redis_stats = Arc::new(RedisStats::new(config.cache.stores.iter().map(|s| s.name().to_string()).collect()));
+    let redis = RedisStores::start(&config.cache.stores, readiness.clone(), redis_stats.clone())?;
+    let writers = redis.as_ref().map(|r| r.writers.clone()).unwrap_or_default();
+    let sources: Vec<Arc<dyn MetricsSource>> = vec![stats.clone(), redis_stats];
+    let shared = Arc::new(Shared::new(&config, readiness.clone(), sources, redis));
     let server = runtime::start(&config, address, shared)?;
-    let consumer = consumer::start(&config, server.ingest.clone(), readiness, stats)?;
+    let consumer = consumer::start(&config, server.ingest.clone(), writers, readiness, stats)?;
     eprintln!("push-cache {} listening on http://{address} with {} shards", env!("CARGO_PKG_VERSION"), server.ingest.len());
     signals.forever().next();
     tracing::info!("stopping: no new connections, finishing in-flight requests");

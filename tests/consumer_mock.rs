@@ -70,7 +70,7 @@ fn mock_cluster_replay_skip_and_catch_up() {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| flume::bounded::<IngestBatch>(1024)).unzip();
     let readiness = Arc::new(Readiness::default());
     let stats = Arc::new(IngestStats::default());
-    let handle = consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), senders, readiness.clone(), stats.clone()).unwrap();
+    let handle = consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), senders, Vec::new(), readiness.clone(), stats.clone()).unwrap();
     assert!(!readiness.is_ready());
     let shards: Vec<Shard> = (0..2).map(|i| Shard::new(i, 2, &[true, true])).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -112,7 +112,7 @@ fn broker_down_during_catch_up_is_waited_out() {
 
     let (tx, rx) = flume::bounded::<IngestBatch>(1024);
     let readiness = Arc::new(Readiness::default());
-    let handle = consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), vec![tx.clone(), tx], readiness.clone(), Arc::default()).unwrap();
+    let handle = consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), vec![tx.clone(), tx], Vec::new(), readiness.clone(), Arc::default()).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     assert!(!readiness.is_ready());
     assert!(readiness.waiting().contains_key("kafka"));

@@ -12,6 +12,7 @@ use crate::http::response::{self, Framing};
 use crate::runtime::mesh::{Reply, Request as MeshRequest};
 use crate::runtime::shard::owner_of;
 use crate::store::entry::Entry;
+use crate::store::redis::{decode_value, encode_value, Op, Outcome};
 use crate::store::value::StoredValue;
 
 /// A parsed request, borrowing the connection's buffers.
@@ -87,8 +88,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn get(api: &Api, route: usize, key: &str, inm: Option<&[u8]>, framing: Framing, out: &mut Vec<u8>) -> u16 {
     let store = api.shared.router.routes[route].store;
-    let owner = owner_of(key.as_bytes(), api.shard.count);
     let r = &api.shared.router.routes[route];
+    if let Some(redis) = api.shared.redis_for(store) {
+        return match redis.call(store, Op::Get(key.as_bytes().to_vec())).await {
+            Ok(Outcome::Value(v)) => {
+                let entry = v.and_then(|v| decode_value(key.as_bytes(), &v));
+                write_entry(r, entry.as_ref(), inm, framing, out)
+            }
+            Ok(_) => store_failed(out, framing, "unexpected reply"),
+            Err(e) => store_failed(out, framing, &e.to_string()),
+        };
+    }
+    let owner = owner_of(key.as_bytes(), api.shard.count);
     if owner == api.shard.id {
         return api.shard.with_entry(store, key.as_bytes(), |e| write_entry(r, e, inm, framing, out));
     }
@@ -97,6 +108,12 @@ async fn get(api: &Api, route: usize, key: &str, inm: Option<&[u8]>, framing: Fr
         Ok(Reply::Entry(e)) => write_entry(r, e.as_ref(), inm, framing, out),
         _ => unavailable(out, framing),
     }
+}
+
+/// 503 naming the store problem; the client may retry.
+fn store_failed(out: &mut Vec<u8>, framing: Framing, reason: &str) -> u16 {
+    response::error_with(out, 503, reason, &[("Retry-After", b"1")], framing);
+    503
 }
 
 fn unavailable(out: &mut Vec<u8>, framing: Framing) -> u16 {
@@ -133,8 +150,15 @@ pub fn etag_matches(header: &[u8], etag: &[u8]) -> bool {
 
 async fn delete(api: &Api, route: usize, key: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
     let store = api.shared.router.routes[route].store;
-    let owner = owner_of(key.as_bytes(), api.shard.count);
-    match api.mesh.call(owner, MeshRequest::Remove { store, key: key.as_bytes().into() }).await {
+    let removed = match api.shared.redis_for(store) {
+        Some(redis) => match redis.call(store, Op::Remove(key.as_bytes().to_vec())).await {
+            Ok(Outcome::Value(v)) => Ok(Reply::Entry(v.and_then(|v| decode_value(key.as_bytes(), &v)))),
+            Ok(_) => return store_failed(out, framing, "unexpected reply"),
+            Err(e) => return store_failed(out, framing, &e.to_string()),
+        },
+        None => api.mesh.call(owner_of(key.as_bytes(), api.shard.count), MeshRequest::Remove { store, key: key.as_bytes().into() }).await,
+    };
+    match removed {
         Ok(Reply::Entry(Some(e))) => {
             response::json(out, 200, &[("ETag", e.etag())], e.body(), framing);
             200
@@ -160,8 +184,15 @@ async fn post(api: &Api, route: usize, body: &[u8], framing: Framing, out: &mut 
         response::error(out, 400, "key too long", framing);
         return 400;
     };
-    let owner = owner_of(key.as_bytes(), api.shard.count);
-    match api.mesh.call(owner, MeshRequest::InsertNew { store: r.store, entry }).await {
+    let inserted = match api.shared.redis_for(r.store) {
+        Some(redis) => match redis.call(r.store, Op::InsertNew(key.as_bytes().to_vec(), encode_value(&value.etag, &value.body))).await {
+            Ok(Outcome::Inserted(done)) => Ok(Reply::Inserted(done)),
+            Ok(_) => return store_failed(out, framing, "unexpected reply"),
+            Err(e) => return store_failed(out, framing, &e.to_string()),
+        },
+        None => api.mesh.call(owner_of(key.as_bytes(), api.shard.count), MeshRequest::InsertNew { store: r.store, entry }).await,
+    };
+    match inserted {
         Ok(Reply::Inserted(true)) => {
             let location = format!("{}/{}", r.full_path, encode_key(&key));
             let extra: &[(&str, &[u8])] = &[("ETag", &value.etag), ("Location", location.as_bytes())];
@@ -234,10 +265,19 @@ async fn list(api: &Api, route: usize, query: &[u8], framing: Framing, out: &mut
         }
     };
     let store = api.shared.router.routes[route].store;
-    let Ok(replies) = api.mesh.call_all(|| MeshRequest::Keys { store, filter: q.filter.clone() }).await else {
-        return unavailable(out, framing);
+    let mut keys = match api.shared.redis_for(store) {
+        Some(redis) => match redis.call(store, Op::Keys(q.filter.clone())).await {
+            Ok(Outcome::Keys(k)) => k,
+            Ok(_) => return store_failed(out, framing, "unexpected reply"),
+            Err(e) => return store_failed(out, framing, &e.to_string()),
+        },
+        None => {
+            let Ok(replies) = api.mesh.call_all(|| MeshRequest::Keys { store, filter: q.filter.clone() }).await else {
+                return unavailable(out, framing);
+            };
+            replies.into_iter().flat_map(|r| if let Reply::Keys(k) = r { k } else { Vec::new() }).collect::<Vec<String>>()
+        }
     };
-    let mut keys: Vec<String> = replies.into_iter().flat_map(|r| if let Reply::Keys(k) = r { k } else { Vec::new() }).collect();
     keys.sort_unstable();
     let page: Vec<&String> = keys.iter().skip(q.offset).take(q.limit.unwrap_or(usize::MAX)).collect();
     let body = serde_json::to_vec(&page).unwrap_or_default();

@@ -9,6 +9,7 @@ use crate::config::{Config, Limits, StoreConfig};
 use crate::readiness::Readiness;
 use crate::runtime::mesh::Mesh;
 use crate::runtime::shard::Shard;
+use crate::store::redis::RedisStores;
 use router::Router;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,10 +30,12 @@ pub struct Shared {
     pub route_labels: Vec<String>,
     pub store_names: Vec<String>,
     pub metrics_sources: Vec<Arc<dyn MetricsSource>>,
+    /// The Redis stores, when any is configured.
+    pub redis: Option<RedisStores>,
 }
 
 impl Shared {
-    pub fn new(config: &Config, readiness: Arc<Readiness>, metrics_sources: Vec<Arc<dyn MetricsSource>>) -> Shared {
+    pub fn new(config: &Config, readiness: Arc<Readiness>, metrics_sources: Vec<Arc<dyn MetricsSource>>, redis: Option<RedisStores>) -> Shared {
         let mut route_labels: Vec<String> = config.cache.routes.iter().map(|r| r.path.clone()).collect();
         route_labels.push("ops".into());
         route_labels.push("unmatched".into());
@@ -44,7 +47,13 @@ impl Shared {
             route_labels,
             store_names: config.cache.stores.iter().map(|s| s.name().to_string()).collect(),
             metrics_sources,
+            redis,
         }
+    }
+
+    /// The Redis stores' handle when `store` is one of them.
+    pub fn redis_for(&self, store: usize) -> Option<&RedisStores> {
+        self.redis.as_ref().filter(|r| r.writers.get(store).is_some_and(Option::is_some))
     }
 
     pub fn ops_label(&self) -> u16 {

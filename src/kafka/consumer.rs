@@ -16,6 +16,7 @@ use super::stats::{Counters, IngestStats, PartitionProgress};
 use crate::config::Config;
 use crate::readiness::Readiness;
 use crate::runtime::IngestBatch;
+use crate::store::redis::WriteBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -63,10 +64,12 @@ impl ConsumerHandle {
     }
 }
 
-/// Starts the consumer thread feeding `shards`.
+/// Starts the consumer thread feeding `shards` and the Redis stores' writers
+/// (indexed like `cache.stores`; empty without Redis stores).
 pub fn start(
     config: &Config,
     shards: Vec<flume::Sender<IngestBatch>>,
+    redis_writers: Vec<Option<flume::Sender<WriteBatch>>>,
     readiness: Arc<Readiness>,
     stats: Arc<IngestStats>,
 ) -> Result<ConsumerHandle, ConsumerError> {
@@ -79,7 +82,7 @@ pub fn start(
         topics: config.kafka.topic.names(),
         brokers: config.kafka.brokers.clone(),
         schemas: SchemaCache::new(registry),
-        dispatcher: Dispatcher::new(config.cache.stores.clone(), shards),
+        dispatcher: Dispatcher::new(config.cache.stores.clone(), shards, redis_writers),
         readiness,
         stats,
         stop: stop.clone(),

@@ -7,13 +7,14 @@ use crate::config::StoreConfig;
 use crate::runtime::shard::{owner_of, Change};
 use crate::runtime::IngestBatch;
 use crate::store::entry::{Entry, TooLong};
+use crate::store::redis::{encode_value, WriteBatch, WRITE_BATCH};
 use crate::store::value::StoredValue;
 use std::collections::HashMap;
 
 /// A shard's batch is sent once it holds this many changes.
 const BATCH: usize = 512;
 
-/// The shards stopped (the server is shutting down).
+/// The shards or the Redis writer stopped (the server is shutting down).
 #[derive(Debug, thiserror::Error)]
 #[error("the shards stopped accepting records (the server is shutting down)")]
 pub struct ShardsGone;
@@ -22,6 +23,8 @@ pub struct Dispatcher {
     stores: Vec<StoreConfig>,
     shards: Vec<flume::Sender<IngestBatch>>,
     pending: Vec<IngestBatch>,
+    /// Indexed like `cache.stores`: the Redis writer and its pending batch.
+    redis: Vec<Option<(flume::Sender<WriteBatch>, WriteBatch)>>,
     /// Record type -> indexes of the in-memory stores that accept it.
     targets: HashMap<String, Vec<usize>>,
     /// Topic -> record types seen on it: a tombstone has no schema, so it
@@ -30,9 +33,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(stores: Vec<StoreConfig>, shards: Vec<flume::Sender<IngestBatch>>) -> Dispatcher {
+    /// `redis_writers` is indexed like `stores` (empty when there is no Redis store).
+    pub fn new(stores: Vec<StoreConfig>, shards: Vec<flume::Sender<IngestBatch>>, redis_writers: Vec<Option<flume::Sender<WriteBatch>>>) -> Dispatcher {
         let pending = shards.iter().map(|_| Vec::with_capacity(BATCH)).collect();
-        Dispatcher { stores, shards, pending, targets: HashMap::new(), topic_types: HashMap::new() }
+        let mut redis: Vec<_> = redis_writers.into_iter().map(|w| w.map(|tx| (tx, Vec::new()))).collect();
+        redis.resize_with(stores.len(), || None);
+        Dispatcher { stores, shards, pending, redis, targets: HashMap::new(), topic_types: HashMap::new() }
     }
 
     /// Queues `value` for `key` in every store that accepts `record_type`.
@@ -46,7 +52,11 @@ impl Dispatcher {
         let entry = Entry::new(key, value).map_err(Upsert::TooLong)?;
         let owner = owner_of(key.as_bytes(), self.shards.len());
         for store in &stores {
-            self.push(owner, *store, Change::Upsert(entry.clone())).map_err(Upsert::Gone)?;
+            if self.redis[*store].is_some() {
+                self.push_redis(*store, key, Some(encode_value(&value.etag, &value.body))).map_err(Upsert::Gone)?;
+            } else {
+                self.push(owner, *store, Change::Upsert(entry.clone())).map_err(Upsert::Gone)?;
+            }
         }
         Ok(stores.len())
     }
@@ -59,7 +69,11 @@ impl Dispatcher {
         stores.dedup();
         let owner = owner_of(key.as_bytes(), self.shards.len());
         for store in &stores {
-            self.push(owner, *store, Change::Delete(key.as_bytes().into()))?;
+            if self.redis[*store].is_some() {
+                self.push_redis(*store, key, None)?;
+            } else {
+                self.push(owner, *store, Change::Delete(key.as_bytes().into()))?;
+            }
         }
         Ok(stores.len())
     }
@@ -69,7 +83,28 @@ impl Dispatcher {
         for shard in 0..self.shards.len() {
             self.send(shard)?;
         }
+        for store in 0..self.redis.len() {
+            self.send_redis(store)?;
+        }
         Ok(())
+    }
+
+    fn push_redis(&mut self, store: usize, key: &str, value: Option<Vec<u8>>) -> Result<(), ShardsGone> {
+        let Some((_, pending)) = &mut self.redis[store] else { return Ok(()) };
+        pending.push((key.as_bytes().to_vec(), value));
+        if pending.len() >= WRITE_BATCH {
+            self.send_redis(store)?;
+        }
+        Ok(())
+    }
+
+    /// Blocks while the Redis writer is behind (Redis slow or down).
+    fn send_redis(&mut self, store: usize) -> Result<(), ShardsGone> {
+        let Some((tx, pending)) = &mut self.redis[store] else { return Ok(()) };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tx.send(std::mem::take(pending)).map_err(|_| ShardsGone)
     }
 
     fn push(&mut self, shard: usize, store: usize, change: Change) -> Result<(), ShardsGone> {
@@ -104,7 +139,7 @@ impl Dispatcher {
                 .stores
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| matches!(s, StoreConfig::InMemory { .. }) && s.accepts(record_type))
+                .filter(|(i, s)| (matches!(s, StoreConfig::InMemory { .. }) || self.redis[*i].is_some()) && s.accepts(record_type))
                 .map(|(i, _)| i)
                 .collect();
             self.targets.insert(record_type.to_string(), stores);
@@ -144,7 +179,7 @@ mod tests {
         let (tx0, rx0) = flume::bounded(16);
         let (tx1, rx1) = flume::bounded(16);
         let stores = vec![store("customers", &["customer"]), store("all", &[]), store("bills", &["bill"])];
-        let mut d = Dispatcher::new(stores, vec![tx0, tx1]);
+        let mut d = Dispatcher::new(stores, vec![tx0, tx1], Vec::new());
         let v = StoredValue::new(b"{}".to_vec(), None);
         assert_eq!(d.upsert("c", "customer", "k1", &v).unwrap(), 2);
         assert_eq!(d.upsert("b", "bill", "k1", &v).unwrap(), 2);
@@ -169,7 +204,7 @@ mod tests {
     fn a_closed_shard_is_reported() {
         let (tx, rx) = flume::bounded(1);
         drop(rx);
-        let mut d = Dispatcher::new(vec![store("s", &[])], vec![tx]);
+        let mut d = Dispatcher::new(vec![store("s", &[])], vec![tx], Vec::new());
         d.upsert("t", "x", "k", &StoredValue::new(b"{}".to_vec(), None)).unwrap();
         assert!(d.flush().is_err());
     }

@@ -3,4 +3,5 @@
 
 pub mod entry;
 pub mod memory;
+pub mod redis;
 pub mod value;

@@ -1,0 +1,68 @@
+//! Redis commands, errors and latency per store, for `/metrics`. Written by
+//! the `redis-io` thread only, with relaxed atomics.
+
+use crate::api::MetricsSource;
+use crate::metrics::{header, LATENCY_BOUNDS_US};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Default)]
+struct StoreStats {
+    commands: AtomicU64,
+    errors: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+pub struct RedisStats {
+    names: Vec<String>,
+    stores: Vec<StoreStats>,
+}
+
+impl RedisStats {
+    /// One slot per configured store (indexed like `cache.stores`).
+    pub fn new(names: Vec<String>) -> RedisStats {
+        let stores = names.iter().map(|_| StoreStats::default()).collect();
+        RedisStats { names, stores }
+    }
+
+    pub fn record(&self, store: usize, took: Duration, failed: bool) {
+        let Some(s) = self.stores.get(store) else { return };
+        s.commands.fetch_add(1, Relaxed);
+        if failed {
+            s.errors.fetch_add(1, Relaxed);
+        }
+        let us = took.as_micros() as u64;
+        let bucket = LATENCY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BOUNDS_US.len());
+        s.buckets[bucket].fetch_add(1, Relaxed);
+        s.sum_us.fetch_add(us, Relaxed);
+    }
+}
+
+impl MetricsSource for RedisStats {
+    fn render(&self, out: &mut String) {
+        let used: Vec<(&String, &StoreStats)> = self.names.iter().zip(&self.stores).filter(|(_, s)| s.commands.load(Relaxed) > 0).collect();
+        header(out, "push_cache_redis_commands_total", "counter", "Redis commands (a pipeline counts once), per store.");
+        for (name, s) in &used {
+            let _ = writeln!(out, "push_cache_redis_commands_total{{store=\"{name}\"}} {}", s.commands.load(Relaxed));
+        }
+        header(out, "push_cache_redis_errors_total", "counter", "Redis commands that failed, per store.");
+        for (name, s) in &used {
+            let _ = writeln!(out, "push_cache_redis_errors_total{{store=\"{name}\"}} {}", s.errors.load(Relaxed));
+        }
+        let metric = "push_cache_redis_command_duration_seconds";
+        header(out, metric, "histogram", "Redis command latency, per store.");
+        for (name, s) in &used {
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+                cumulative += s.buckets[i].load(Relaxed);
+                let _ = writeln!(out, "{metric}_bucket{{store=\"{name}\",le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+            }
+            cumulative += s.buckets[LATENCY_BOUNDS_US.len()].load(Relaxed);
+            let _ = writeln!(out, "{metric}_bucket{{store=\"{name}\",le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(out, "{metric}_sum{{store=\"{name}\"}} {}", s.sum_us.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(out, "{metric}_count{{store=\"{name}\"}} {cumulative}");
+        }
+    }
+}
