@@ -445,14 +445,15 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Shortest round-trip decimal text; NaN and infinities become `null`.
+/// Shortest round-trip text, formatted exactly as serde_json formats it
+/// (`100.0`, `1e21`); NaN and infinities become `null`.
 fn write_float(out: &mut Vec<u8>, v: f64, single: bool) {
     if !v.is_finite() {
         out.extend_from_slice(b"null");
     } else if single {
-        let _ = write!(out, "{}", v as f32);
+        let _ = serde_json::to_writer(out, &(v as f32));
     } else {
-        let _ = write!(out, "{v}");
+        let _ = serde_json::to_writer(out, &v);
     }
 }
 

@@ -74,7 +74,7 @@ fn bill_with_payments() {
     ]);
     assert_eq!(
         decode_json(schema, v),
-        r#"{"accountId":"a","year":2024,"totalAmount":100,"payments":[{"date":"2024-01-31T10:00:00Z","amount":60.25,"method":"card"},{"date":"2024-01-31T10:00:00Z","amount":39.75,"method":"card"}]}"#
+        r#"{"accountId":"a","year":2024,"totalAmount":100.0,"payments":[{"date":"2024-01-31T10:00:00Z","amount":60.25,"method":"card"},{"date":"2024-01-31T10:00:00Z","amount":39.75,"method":"card"}]}"#
     );
     let empty = Value::Record(vec![
         ("accountId".into(), s("a")),
@@ -124,6 +124,15 @@ fn logical_types() {
         ("id".into(), Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap())),
     ]);
     assert_eq!(decode_json(schema, v), r#"{"d":19000,"ts":1700000000000,"dec":"-123.45","id":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#);
+}
+
+#[test]
+fn floats_are_formatted_like_serde_json() {
+    for v in [100.0, 0.1, 1e21, -2.5e-7, 120.5, 0.0] {
+        let mut out = Vec::new();
+        write_float(&mut out, v, false);
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&v).unwrap());
+    }
 }
 
 #[test]
