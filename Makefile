@@ -17,8 +17,9 @@ release: ## optimised build (target/release/push-cache)
 	$(CARGO) build --release
 
 test: deps ## the whole test suite, as CI runs it
+	$(CARGO) build --examples
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
-	$(CARGO) check --benches --examples
+	$(CARGO) check --benches
 
 test-unit: ## unit tests only (no broker needed)
 	$(CARGO) test --lib

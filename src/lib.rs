@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod readiness;
 pub mod registry;
 pub mod runtime;
+pub mod sample;
 pub mod service;
 pub mod store;
