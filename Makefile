@@ -1,13 +1,17 @@
 # Push Cache — `make help` lists the targets.
 SHELL := /bin/bash
 CARGO ?= cargo
+COUNT ?= 1000
+BASE_URL ?= http://127.0.0.1:8080
 
-.PHONY: help deps build release test test-unit clippy run-server registry bench-compare clean
+.PHONY: help deps build release test test-unit clippy run stop stack-up stack-status registry \
+	populate-customers populate-bills populate-usage populate-tickets populate-help \
+	bench bench-compare loadtest perf latency docker compose-redis compose-kafka-zk compose-kafka-kraft clean
 
 help: ## this list
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
-deps: ## install build and test dependencies (apt, tansu broker)
+deps: ## install build, test and local-stack dependencies (apt, PyPI tansu)
 	bash scripts/install-deps.sh
 
 build: ## debug build
@@ -27,11 +31,55 @@ test-unit: ## unit tests only (no broker needed)
 clippy: ## lints
 	$(CARGO) clippy --all-targets -- -D warnings
 
-run-server: release ## run the service with config/local.yaml (expects the local stack)
-	CAPTURE_LOG=$${CAPTURE_LOG:-info} target/release/push-cache --config config/local.yaml
+run: ## set up everything, load sample data, run the service in the foreground (Ctrl-C stops all)
+	COUNT=$(COUNT) bash scripts/run-local.sh
 
-registry: release ## run the bundled schema registry on :8081
+stop: ## stop a local stack left running
+	-pkill -f 'push-cache --config config/local.yaml' || true
+	bash scripts/local-stack.sh down
+
+stack-up: ## start only the local stack (tansu, registry, redis)
+	bash scripts/local-stack.sh up
+
+stack-status: ## what of the local stack is up
+	bash scripts/local-stack.sh status
+
+registry: release ## run the bundled schema registry on :8081 in the foreground
 	target/release/push-cache schema-registry --listen 127.0.0.1:8081 --data .stack/registry.json
 
-clean: ## remove build output
+populate-customers: ## produce COUNT customers to the local stack
+	MESSAGE_TYPE=customer COUNT=$(COUNT) bash scripts/populate-local.sh
+
+populate-bills: ## produce COUNT bills
+	MESSAGE_TYPE=bill COUNT=$(COUNT) bash scripts/populate-local.sh
+
+populate-usage: ## produce COUNT usage records
+	MESSAGE_TYPE=usage COUNT=$(COUNT) bash scripts/populate-local.sh
+
+populate-tickets: ## produce COUNT tickets
+	MESSAGE_TYPE=ticket COUNT=$(COUNT) bash scripts/populate-local.sh
+
+populate-help: ## options of the populate tool
+	@$(CARGO) run -q --release --example populate_kafka -- --help 2>&1 | tail -n +2 || true
+
+bench: ## criterion benchmarks (BENCH_MAX_ENTRIES caps cache_benchmark sizes)
+	$(CARGO) bench
+
+latency: ## produce-to-visible latency against the local stack
+	$(CARGO) run --release --example visible_latency -- --url $(BASE_URL)/api/customers
+
+docker: ## build the container image (needs a Docker engine)
+	docker build -t push-cache:latest .
+
+compose-redis: ## Redis only, in Docker
+	docker compose up -d redis
+
+compose-kafka-zk: ## Kafka with ZooKeeper, Schema Registry, Redis and Push Cache, in Docker
+	docker compose --profile zk up -d
+
+compose-kafka-kraft: ## Kafka in KRaft mode, Schema Registry, Redis and Push Cache, in Docker
+	docker compose --profile kraft up -d
+
+clean: ## remove build output and local-stack state
 	$(CARGO) clean
+	rm -rf .stack

@@ -18,7 +18,8 @@ use crate::readiness::Readiness;
 use crate::runtime::IngestBatch;
 use crate::store::redis::WriteBatch;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -73,7 +74,7 @@ pub fn start(
     readiness: Arc<Readiness>,
     stats: Arc<IngestStats>,
 ) -> Result<ConsumerHandle, ConsumerError> {
-    let consumer: BaseConsumer = client_config(config).create().map_err(ConsumerError::Create)?;
+    let consumer: BaseConsumer<Quiet> = client_config(config).create_with_context(Quiet).map_err(ConsumerError::Create)?;
     let registry = RegistryClient::new(&config.kafka.schema_registry_url).map_err(ConsumerError::Registry)?;
     readiness.wait_for(KAFKA, "connecting to the Kafka broker");
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,8 +125,23 @@ pub fn client_config(config: &Config) -> ClientConfig {
     c
 }
 
+/// librdkafka's client callbacks: end-of-partition is an expected event
+/// here (it drives catch-up), not the error rdkafka logs it as by default.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) => tracing::trace!(reason, "end of partition"),
+            e => tracing::warn!(error = %e, reason, "librdkafka"),
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
 struct Worker {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Quiet>,
     topics: Vec<String>,
     brokers: String,
     schemas: SchemaCache,
