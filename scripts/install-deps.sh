@@ -30,6 +30,9 @@ if ! python3 -c "import confluent_kafka.schema_registry" >/dev/null 2>&1; then
   echo "installing confluent-kafka[schemaregistry] (PyPI)"
   python3 -m pip install -q "confluent-kafka[schemaregistry]" 2>/dev/null || python3 -m pip install -q --break-system-packages "confluent-kafka[schemaregistry]"
 fi
+if ! python3 -c "import yaml" >/dev/null 2>&1; then
+  python3 -m pip install -q pyyaml 2>/dev/null || python3 -m pip install -q --break-system-packages pyyaml
+fi
 tansu=$("$(dirname "$0")/tansu-path.sh")
 "$tansu" --version >/dev/null
 echo "dependencies ready (tansu: $tansu, redis: $(command -v redis-server))"
