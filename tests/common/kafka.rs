@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use super::free_port;
+use super::proxy::Proxy;
 use apache_avro::types::Value;
 use push_cache::kafka::decode::encode_frame;
 use push_cache::kafka::registry_client::RegistryClient;
@@ -21,29 +22,47 @@ pub fn tansu_bin() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A tansu broker on a free loopback port.
+/// A tansu broker on a free loopback port, optionally behind a proxy that
+/// can take it away and bring it back (see `proxy.rs`).
 pub struct Broker {
     pub child: Child,
     pub port: u16,
+    pub proxy: Option<Proxy>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let broker = Broker { child, port };
+        let child = spawn_tansu(port, port);
         wait_port(port);
-        broker
+        Broker { child, port, proxy: None }
     }
 
+    /// A broker that clients reach only through a proxy: it advertises the
+    /// proxy's address, so `outage()` cuts every client off, reconnects
+    /// included, while the broker keeps its log.
+    pub fn start_proxied() -> Broker {
+        let (port, proxy_port) = (free_port(), free_port());
+        let child = spawn_tansu(port, proxy_port);
+        wait_port(port);
+        let proxy = Proxy::start(proxy_port, ([127, 0, 0, 1], port).into());
+        Broker { child, port, proxy: Some(proxy) }
+    }
+
+    /// Where clients connect: the proxy when there is one.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let port = self.proxy.as_ref().map_or(self.port, |p| p.port);
+        format!("127.0.0.1:{port}")
+    }
+
+    /// As a broker crash looks to clients: connections reset, new ones refused.
+    pub fn outage(&self) {
+        self.proxy.as_ref().expect("a proxied broker").cut();
+    }
+
+    /// The broker is back, with every topic and offset it had.
+    pub fn recover(&self) {
+        self.proxy.as_ref().expect("a proxied broker").restore();
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open but nothing answers.
@@ -81,6 +100,18 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// tansu with memory storage, listening on `port`, advertising `advertised`.
+fn spawn_tansu(port: u16, advertised: u16) -> Child {
+    Command::new(tansu_bin())
+        .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
+        .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}")])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu")
 }
 
 pub fn wait_port(port: u16) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod proxy;
 pub mod redis;
 
 use std::io::{Read, Write};
@@ -91,12 +92,29 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    /// How the process ended, without reaping it (waitid with WNOWAIT).
+    fn exit_status(&self) -> String {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        let rc = unsafe { libc::waitid(libc::P_PID, self.child.id(), &mut info, flags) };
+        let pid = unsafe { info.si_pid() };
+        if rc != 0 || pid == 0 {
+            return "the process is still running".into();
+        }
+        match info.si_code {
+            libc::CLD_EXITED => format!("the process exited with code {}", unsafe { info.si_status() }),
+            _ => format!("the process was killed by signal {}", unsafe { info.si_status() }),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
+        let s = TcpStream::connect(self.addr).unwrap_or_else(|e| {
+            panic!("cannot connect to push-cache at {}: {e}; {}; log:\n{}", self.addr, self.exit_status(), self.log())
+        });
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.set_nodelay(true).unwrap();
         s
