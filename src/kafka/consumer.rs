@@ -268,7 +268,7 @@ impl Worker {
             match result {
                 Ok(msg) => {
                     let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
-                    handle_record(&mut self.schemas, &mut self.dispatcher, &mut self.counters, &self.readiness, &self.stop, self.catch_up.is_some(), &msg)?;
+                    handle_record(&mut self.schemas, &mut self.dispatcher, &mut self.counters, &self.stats, &self.readiness, &self.stop, self.catch_up.is_some(), &msg)?;
                     self.positions.insert((topic, partition), offset + 1);
                 }
                 Err(KafkaError::PartitionEOF(p)) => self.end_of_partition(p),
@@ -359,6 +359,7 @@ fn handle_record(
     schemas: &mut SchemaCache,
     dispatcher: &mut Dispatcher,
     counters: &mut Counters,
+    stats: &IngestStats,
     readiness: &Readiness,
     stop: &AtomicBool,
     catching_up: bool,
@@ -383,10 +384,13 @@ fn handle_record(
         Ok(f) => f,
         Err(e) => return skip(counters, e.reason()),
     };
-    let mut waiting = |e: Option<&RegistryError>| match (e, catching_up) {
-        (Some(e), true) => readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}")),
-        (None, true) => readiness.done(REGISTRY),
-        _ => {}
+    let mut waiting = |e: Option<&RegistryError>, counters: &mut Counters| {
+        stats.merge(counters);
+        match (e, catching_up) {
+            (Some(e), true) => readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}")),
+            (None, true) => readiness.done(REGISTRY),
+            _ => {}
+        }
     };
     let schema = match schemas.get(id, counters, &|| stop.load(Ordering::Relaxed), &mut waiting) {
         Ok(s) => s,

@@ -40,13 +40,15 @@ impl SchemaCache {
     }
 
     /// The writer schema for `id`, retrying an unreachable registry until it
-    /// answers or `stop()` says to give up. `waiting` is told each failure.
+    /// answers or `stop()` says to give up. `waiting` is told each failure,
+    /// and the end of the wait, with the counts so far: a wait can last as
+    /// long as the outage, and the counts should be published meanwhile.
     pub fn get(
         &mut self,
         id: u32,
         counters: &mut Counters,
         stop: &dyn Fn() -> bool,
-        waiting: &mut dyn FnMut(Option<&RegistryError>),
+        waiting: &mut dyn FnMut(Option<&RegistryError>, &mut Counters),
     ) -> Result<Arc<WriterSchema>, SchemaError> {
         if let Some(s) = self.known.get(&id) {
             return Ok(s.clone());
@@ -59,18 +61,18 @@ impl SchemaCache {
             counters.schema_fetches += 1;
             match self.client.schema_text(id) {
                 Ok(text) => {
-                    waiting(None);
+                    waiting(None, counters);
                     return self.remember(id, &text, counters);
                 }
                 Err(RegistryError::NotFound { .. }) => {
-                    waiting(None);
+                    waiting(None, counters);
                     counters.schema_failures += 1;
                     self.not_found.insert(id, Instant::now());
                     return Err(SchemaError::Unknown(id));
                 }
                 Err(e) if e.is_retryable() => {
                     counters.schema_failures += 1;
-                    waiting(Some(&e));
+                    waiting(Some(&e), counters);
                     tracing::warn!(schema_id = id, error = %e, "schema registry unreachable; retrying in {backoff:?}");
                     if sleep_unless_stopped(backoff, stop) {
                         return Err(SchemaError::Stopped);

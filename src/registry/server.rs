@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -83,6 +83,11 @@ impl RegistryHandle {
         if TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_secs(1)).is_ok() {
             let _ = acceptor.join();
         }
+        // Each connection notices the stop within one POLL.
+        let deadline = Instant::now() + 10 * POLL;
+        while self.registry.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(POLL / 10);
+        }
     }
 }
 
@@ -131,6 +136,7 @@ pub fn spawn(
         data,
         auth,
         stop: AtomicBool::new(false),
+        connections: AtomicUsize::new(0),
     });
     let shared = Arc::clone(&registry);
     let acceptor = std::thread::Builder::new()
@@ -173,10 +179,16 @@ fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>) {
 
 fn start_connection(stream: TcpStream, registry: &Arc<Registry>) {
     let registry = Arc::clone(registry);
+    registry.connections.fetch_add(1, Ordering::SeqCst);
+    let counted = Arc::clone(&registry);
     let spawned = std::thread::Builder::new()
         .name("schema-registry-conn".into())
-        .spawn(move || Connection::new(stream, &registry).serve());
+        .spawn(move || {
+            Connection::new(stream, &registry).serve();
+            registry.connections.fetch_sub(1, Ordering::SeqCst);
+        });
     if let Err(e) = spawned {
+        counted.connections.fetch_sub(1, Ordering::SeqCst);
         tracing::warn!(error = %e, "schema registry cannot start a connection thread; connection dropped");
     }
 }
@@ -464,6 +476,9 @@ struct Registry {
     /// `user:password` every request must carry, if any.
     auth: Option<String>,
     stop: AtomicBool,
+    /// Connection threads still running; `stop` waits for them so that a
+    /// stopped registry answers nothing more.
+    connections: AtomicUsize,
 }
 
 impl Registry {

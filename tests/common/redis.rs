@@ -36,6 +36,10 @@ impl Redis {
         let _ = self.child.wait();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn restart(&mut self) {
         self.child = spawn(self.port, &self.dir);
     }
