@@ -6,7 +6,7 @@ BASE_URL ?= http://127.0.0.1:8080
 
 .PHONY: help deps build release test test-unit clippy run stop stack-up stack-status registry \
 	populate-customers populate-bills populate-usage populate-tickets populate-help \
-	bench bench-compare loadtest perf latency docker compose-redis compose-kafka-zk compose-kafka-kraft clean
+	bench bench-compare loadtest perf perf-stat latency docker compose-redis compose-kafka-zk compose-kafka-kraft clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -64,6 +64,18 @@ populate-help: ## options of the populate tool
 
 bench: ## criterion benchmarks (BENCH_MAX_ENTRIES caps cache_benchmark sizes)
 	$(CARGO) bench
+
+bench-compare: ## push-cache vs nginx vs axum+DashMap (../shared/peers), 100k customers each, servers on CPU 0, wrk on CPU 1
+	bash scripts/bench-compare.sh
+
+loadtest: ## wrk load test of a running server at BASE_URL (ROUTE, DURATION, CONNS, SCRIPT)
+	BASE_URL=$(BASE_URL) bash scripts/load-test.sh
+
+perf: ## perf record a running server (PID) under wrk load; flame graph in perf/out/ (see perf/README.md)
+	BASE_URL=$(BASE_URL) bash perf/record.sh
+
+perf-stat: ## perf stat (task-clock, context switches, ...) of a running server (PID) under wrk load
+	BASE_URL=$(BASE_URL) bash perf/stat.sh
 
 latency: ## produce-to-visible latency against the local stack
 	$(CARGO) run --release --example visible_latency -- --url $(BASE_URL)/api/customers
