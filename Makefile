@@ -6,7 +6,7 @@ BASE_URL ?= http://127.0.0.1:8080
 
 .PHONY: help deps build release test test-unit clippy run stop stack-up stack-status registry \
 	populate-customers populate-bills populate-usage populate-tickets populate-help \
-	bench bench-compare loadtest perf perf-stat latency docker compose-redis compose-kafka-zk compose-kafka-kraft clean
+	bench bench-compare loadtest perf perf-stat latency check fuzz soak docker compose-redis compose-kafka-zk compose-kafka-kraft clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -76,6 +76,15 @@ perf: ## perf record a running server (PID) under wrk load; flame graph in perf/
 
 perf-stat: ## perf stat (task-clock, context switches, ...) of a running server (PID) under wrk load
 	BASE_URL=$(BASE_URL) bash perf/stat.sh
+
+check: ## compare what the running service serves at BASE_URL with the topics' last values (push-cache-check)
+	$(CARGO) run -q --release --bin push-cache-check -- --config $(or $(CONFIG),config/local.yaml) --url $(BASE_URL)
+
+fuzz: ## every fuzz target for FUZZ_SECONDS (60) each from fuzz/corpus (cargo-fuzz, stable toolchain)
+	bash scripts/fuzz.sh
+
+soak: ## SOAK_SECONDS (300) of GET load with concurrent updates and tombstones, then push-cache-check and RSS
+	bash scripts/soak.sh
 
 latency: ## produce-to-visible latency against the local stack
 	$(CARGO) run --release --example visible_latency -- --url $(BASE_URL)/api/customers

@@ -262,8 +262,13 @@ impl CoreList {
     }
 }
 
+/// More CPUs than shards can use (`runtime.shards` is at most 1024); the cap
+/// keeps a range like `0-4000000000` an error instead of a huge allocation.
+const MAX_CPUS: usize = 1024;
+
 fn parse_cpu_list(text: &str) -> Result<Vec<usize>, ConfigError> {
     let bad = || invalid("runtime.cores", format!("expected a CPU list like `0-3,6`, found `{text}`"));
+    let too_many = || invalid("runtime.cores", format!("lists more than {MAX_CPUS} CPUs; list one CPU per shard"));
     let mut cpus = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -272,8 +277,12 @@ fn parse_cpu_list(text: &str) -> Result<Vec<usize>, ConfigError> {
                 if a > b {
                     return Err(bad());
                 }
+                if (b - a).saturating_add(1).saturating_add(cpus.len()) > MAX_CPUS {
+                    return Err(too_many());
+                }
                 cpus.extend(a..=b);
             }
+            None if cpus.len() >= MAX_CPUS => return Err(too_many()),
             None => cpus.push(part.parse().map_err(|_| bad())?),
         }
     }
@@ -486,6 +495,17 @@ cache:
         assert!(e.contains("shards"), "{e}");
         let e = Config::from_yaml(&format!("{MINIMAL}runtime: {{shards: 3, cores: [0]}}")).unwrap_err().to_string();
         assert!(e.contains("runtime.cores"), "{e}");
+    }
+
+    #[test]
+    fn huge_cpu_ranges_are_an_error_not_an_allocation() {
+        // `0-4000000000` used to allocate 32 GB and abort (fuzz: config_load).
+        for cores in ["0-4000000000", "0-18446744073709551615", "0-1024", "0-600,0-600"] {
+            let e = Config::from_yaml(&format!("{MINIMAL}runtime: {{shards: 1, cores: '{cores}'}}")).unwrap_err().to_string();
+            assert!(e.contains("runtime.cores") && e.contains("more than 1024 CPUs"), "{cores}: {e}");
+        }
+        let c = Config::from_yaml(&format!("{MINIMAL}runtime: {{shards: 2, cores: '0-1023'}}")).unwrap();
+        assert_eq!(c.runtime.cores.unwrap().cpus().unwrap().len(), 1024);
     }
 
     #[test]

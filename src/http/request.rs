@@ -232,6 +232,9 @@ pub fn decode_chunked(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<C
             Ok(httparse::Status::Partial) => return partial_or_too_long(&input[pos..]),
             Err(_) => return Err(ParseError::Malformed),
         };
+        if header_len > MAX_CHUNK_LINE + 2 {
+            return Err(ParseError::Malformed);
+        }
         pos += header_len;
         if size == 0 {
             return finish_trailers(input, pos);
@@ -252,11 +255,14 @@ pub fn decode_chunked(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<C
     }
 }
 
-/// A chunk-size line longer than this is malformed, not merely incomplete.
+/// A chunk-size or trailer line longer than this (its CRLF not counted) is
+/// malformed, not merely incomplete. Judged the same whether the line is
+/// complete or still arriving, so a body parses the same split or whole.
 const MAX_CHUNK_LINE: usize = 1024;
 
 fn partial_or_too_long(rest: &[u8]) -> Result<Chunked, ParseError> {
-    if rest.len() > MAX_CHUNK_LINE {
+    // Without its line end yet, `rest` may end with the CR of the CRLF.
+    if rest.len() > MAX_CHUNK_LINE + 1 {
         Err(ParseError::Malformed)
     } else {
         Ok(Chunked::Partial)
@@ -396,6 +402,27 @@ mod tests {
         assert_eq!(decode_chunked(b"zz\r\n", &mut out, 100), Err(ParseError::Malformed));
         assert_eq!(decode_chunked(b"ff\r\n", &mut out, 100), Err(ParseError::BodyTooLarge));
         assert_eq!(decode_chunked(b"ffffffffffffffffff\r\n", &mut out, 100), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn long_chunk_lines_are_judged_the_same_whole_or_split() {
+        let mut out = Vec::new();
+        let all_prefixes_partial = |body: &[u8], out: &mut Vec<u8>| {
+            for cut in 0..body.len() {
+                assert_eq!(decode_chunked(&body[..cut], out, 100), Ok(Chunked::Partial), "cut at {cut}");
+            }
+        };
+        // A trailer line of exactly the limit, cut between its CR and LF, was rejected (fuzz: chunked_body).
+        let body = format!("0\r\n{}\r\n\r\n", "T".repeat(MAX_CHUNK_LINE));
+        assert_eq!(decode_chunked(body.as_bytes(), &mut out, 100), Ok(Chunked::Done { consumed: body.len() }));
+        all_prefixes_partial(body.as_bytes(), &mut out);
+        // A chunk-size line of exactly the limit is fine, one byte more is malformed, whole or split.
+        let body = format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(MAX_CHUNK_LINE - 2));
+        assert_eq!(decode_chunked(body.as_bytes(), &mut out, 100), Ok(Chunked::Done { consumed: body.len() }));
+        all_prefixes_partial(body.as_bytes(), &mut out);
+        let body = format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(MAX_CHUNK_LINE - 1));
+        assert_eq!(decode_chunked(body.as_bytes(), &mut out, 100), Err(ParseError::Malformed));
+        assert_eq!(decode_chunked(&body.as_bytes()[..MAX_CHUNK_LINE + 2], &mut out, 100), Err(ParseError::Malformed));
     }
 
     #[test]

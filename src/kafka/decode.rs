@@ -25,6 +25,8 @@ pub enum DecodeError {
     Malformed(String),
     #[error("writer schema is not a record: {0}")]
     NotARecord(String),
+    #[error("the record's JSON body would exceed {} MiB (arrays of empty items or a schema that multiplies on reuse); fix the producer", MAX_BODY >> 20)]
+    TooLarge,
 }
 
 impl DecodeError {
@@ -34,6 +36,7 @@ impl DecodeError {
             DecodeError::Truncated => "truncated",
             DecodeError::Malformed(_) => "malformed",
             DecodeError::NotARecord(_) => "not_a_record",
+            DecodeError::TooLarge => "too_large",
         }
     }
 }
@@ -210,6 +213,10 @@ impl Compiler {
 
 /// Deepest nesting a datum may have (recursive schemas meet hostile data).
 const MAX_DEPTH: usize = 128;
+/// Largest JSON body a record may decode to. Input size alone does not bound
+/// it: items of zero-size types take no bytes, and a schema that reuses a
+/// record type twice per level doubles the output at every level.
+pub const MAX_BODY: usize = 16 << 20;
 
 /// Decodes one Avro datum written with `schema` into its JSON body and ETag.
 pub fn decode_datum(schema: &WriterSchema, datum: &[u8]) -> Result<StoredValue, DecodeError> {
@@ -245,6 +252,9 @@ fn write_top_record(schema: &WriterSchema, r: &mut Reader, out: &mut Vec<u8>) ->
 fn write_node(nodes: &[Node], id: NodeId, r: &mut Reader, out: &mut Vec<u8>, depth: usize) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(malformed("nested too deeply"));
+    }
+    if out.len() > MAX_BODY {
+        return Err(DecodeError::TooLarge);
     }
     match &nodes[id] {
         Node::Null => out.extend_from_slice(b"null"),
@@ -320,7 +330,7 @@ fn write_blocks(nodes: &[Node], item: NodeId, r: &mut Reader, out: &mut Vec<u8>,
             r.long()?; // block size in bytes, not needed
         }
         // Each item takes at least a byte unless it is of a zero-size type.
-        let bound = if zero_sized(nodes, item) && keyed.is_none() { 1 << 20 } else { r.left() as i64 };
+        let bound = if zero_sized(nodes, item, depth) && keyed.is_none() { 1 << 20 } else { r.left() as i64 };
         if count > bound {
             return Err(malformed(format!("block of {count} items in {} bytes", r.left())));
         }
@@ -340,10 +350,16 @@ fn write_blocks(nodes: &[Node], item: NodeId, r: &mut Reader, out: &mut Vec<u8>,
     Ok(())
 }
 
-fn zero_sized(nodes: &[Node], id: NodeId) -> bool {
+/// Whether an item of this node takes no bytes. Bounded by depth like
+/// decoding: records that contain each other (`A {b: B}`, `B {a: A}`, a
+/// schema no datum can satisfy) would otherwise recurse until the stack overflows.
+fn zero_sized(nodes: &[Node], id: NodeId, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
     match &nodes[id] {
         Node::Null | Node::Fixed(0) => true,
-        Node::Record(fields) => fields.iter().all(|(_, f)| *f != id && zero_sized(nodes, *f)),
+        Node::Record(fields) => fields.iter().all(|(_, f)| *f != id && zero_sized(nodes, *f, depth + 1)),
         _ => false,
     }
 }

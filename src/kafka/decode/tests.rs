@@ -198,6 +198,18 @@ fn deep_recursion_is_bounded() {
 }
 
 #[test]
+fn records_that_contain_each_other_are_an_error_not_a_stack_overflow() {
+    // Found by review while writing the fuzz targets: an array of A overflowed the stack.
+    let schema = WriterSchema::parse(
+        r#"{"type":"record","name":"Top","fields":[{"name":"xs","type":{"type":"array","items":
+            {"type":"record","name":"A","fields":[{"name":"b","type":{"type":"record","name":"B","fields":[{"name":"a","type":"A"}]}}]}}}]}"#,
+    )
+    .unwrap();
+    assert!(matches!(decode_datum(&schema, &[2, 0]), Err(DecodeError::Malformed(_))));
+    assert_eq!(&decode_datum(&schema, &[0]).unwrap().body[..], br#"{"xs":[]}"#);
+}
+
+#[test]
 fn non_records_are_refused() {
     assert!(matches!(WriterSchema::parse(r#""string""#), Err(DecodeError::NotARecord(_))));
     assert!(matches!(WriterSchema::parse("{not json"), Err(DecodeError::NotARecord(_))));
@@ -205,4 +217,30 @@ fn non_records_are_refused() {
     assert_eq!(e.updated_at, Some(0));
     assert_eq!(&decode_datum(&e, &[2, 20]).unwrap().etag[..], b"\"10\"");
     assert_eq!(decode_datum(&e, &[0]).unwrap().etag.len(), 18, "null updatedAt: body hash");
+}
+
+#[test]
+fn arrays_of_empty_items_cannot_blow_up_the_body() {
+    // 806 bytes that would decode to a 1 GB body: 200 blocks of 2^20 nulls each.
+    let schema = WriterSchema::parse(r#"{"type":"record","name":"Z","fields":[{"name":"nothing","type":{"type":"array","items":"null"}}]}"#).unwrap();
+    let mut datum = Vec::new();
+    for _ in 0..200 {
+        datum.extend_from_slice(&[0x80, 0x80, 0x80, 0x01]);
+    }
+    datum.push(0);
+    assert!(matches!(decode_datum(&schema, &datum), Err(DecodeError::TooLarge)));
+    assert_eq!(DecodeError::TooLarge.reason(), "too_large");
+}
+
+#[test]
+fn schemas_that_double_at_every_level_cannot_blow_up_the_body() {
+    // R40 holds two R39s, ... R1 holds two empty R0s: an empty datum means 2^40 `{}`.
+    let mut schema = r#"{"type":"record","name":"R0","fields":[]}"#.to_string();
+    for i in 1..=40 {
+        schema = format!(r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"R{}"}}]}}"#, i - 1);
+    }
+    let schema = WriterSchema::parse(&schema).unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(decode_datum(&schema, &[]), Err(DecodeError::TooLarge)));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }
