@@ -322,6 +322,7 @@ impl Worker {
             self.catch_up = None;
             self.readiness.done(KAFKA);
             self.readiness.done(REGISTRY);
+            release_replay_memory();
         } else {
             self.readiness.wait_for(KAFKA, catch_up.describe(&self.positions));
         }
@@ -408,4 +409,15 @@ fn handle_record(
         Err(Upsert::Gone(_)) => return Err(End::ShardsGone),
     }
     Ok(())
+}
+
+/// Hands the memory the replay used (librdkafka's fetch buffers, decode
+/// scratch) back to the system: glibc keeps freed memory in its arenas, and a
+/// cache that replayed a large topic would otherwise carry it for its whole
+/// life (measured: 27 MB of 330 MB after replaying 1M customers).
+fn release_replay_memory() {
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
