@@ -25,19 +25,6 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-fn http_get(server: &Server, path: &str) -> (u16, String) {
-    let r = exchange(server, &get(path));
-    (r.status, r.text())
-}
-
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 /// Sum of a metric's samples (all label sets) in the server's /metrics.
 fn metric_sum(server: &Server, name: &str) -> f64 {
     let text = http_get(server, "/metrics").1;

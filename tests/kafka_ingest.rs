@@ -6,7 +6,7 @@ mod common;
 use common::kafka::*;
 use common::*;
 use push_cache::registry::server as registry;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOPICS: [&str; 4] = ["customers", "bills", "usage", "tickets"];
 
@@ -52,19 +52,6 @@ fn register_all(url: &str) -> Schemas {
         bill: register(url, "bills-value", BILL),
         usage: register(url, "usage-value", USAGE),
         ticket: register(url, "tickets-value", TICKET),
-    }
-}
-
-fn http_get(server: &Server, path: &str) -> (u16, String) {
-    let r = exchange(server, &get(path));
-    (r.status, r.text())
-}
-
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
     }
 }
 

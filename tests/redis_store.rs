@@ -65,29 +65,16 @@ fn stack() -> Stack {
     Stack { broker, _registry: reg, redis, server, customer, bill: bill_schema }
 }
 
-fn get(server: &Server, path: &str) -> (u16, String) {
-    let r = exchange(server, &common::get(path));
-    (r.status, r.text())
-}
-
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 #[test]
 fn redis_routes_serve_ingested_records_and_writes() {
     let s = stack();
-    wait_until("readiness", Duration::from_secs(60), || get(&s.server, "/health/ready").0 == 200);
+    wait_until("readiness", Duration::from_secs(60), || http_get(&s.server, "/health/ready").0 == 200);
     for i in 0..40u64 {
         let key = format!("acct-{i:08}");
         let customer = common::kafka::customer(i, 1).1;
-        wait_until("redis writes", Duration::from_secs(20), || get(&s.server, &format!("/api/shared/customers/{key}")) == (200, customer.clone()));
-        assert_eq!(get(&s.server, &format!("/api/customers/{key}")), (200, customer));
-        let bills = get(&s.server, &format!("/api/bills/{key}"));
+        wait_until("redis writes", Duration::from_secs(20), || http_get(&s.server, &format!("/api/shared/customers/{key}")) == (200, customer.clone()));
+        assert_eq!(http_get(&s.server, &format!("/api/customers/{key}")), (200, customer));
+        let bills = http_get(&s.server, &format!("/api/bills/{key}"));
         if i == 3 {
             assert_eq!(bills.0, 404, "tombstoned in Redis too");
         } else {
@@ -110,16 +97,16 @@ fn redis_routes_serve_ingested_records_and_writes() {
     let body = r#"{"accountId":"posted-1","year":2025,"totalAmount":1.5,"payments":[]}"#;
     assert_eq!(exchange(&s.server, &post("/api/bills", body)).status, 201);
     assert_eq!(exchange(&s.server, &post("/api/bills", body)).status, 409);
-    assert_eq!(get(&s.server, "/api/bills/posted-1"), (200, body.to_string()));
-    let listed: Vec<String> = serde_json::from_str(&get(&s.server, "/api/bills?filter=acct-0000000").1).unwrap();
+    assert_eq!(http_get(&s.server, "/api/bills/posted-1"), (200, body.to_string()));
+    let listed: Vec<String> = serde_json::from_str(&http_get(&s.server, "/api/bills?filter=acct-0000000").1).unwrap();
     assert_eq!(listed, (0..10).filter(|i| *i != 3).map(|i| format!("acct-{i:08}")).collect::<Vec<_>>());
-    let page: Vec<String> = serde_json::from_str(&get(&s.server, "/api/bills?limit=2&offset=1").1).unwrap();
+    let page: Vec<String> = serde_json::from_str(&http_get(&s.server, "/api/bills?limit=2&offset=1").1).unwrap();
     assert_eq!(page, vec!["acct-00000001", "acct-00000002"]);
     let deleted = exchange(&s.server, b"DELETE /api/bills/posted-1 HTTP/1.1\r\n\r\n");
     assert_eq!((deleted.status, deleted.text()), (200, body.to_string()));
-    assert_eq!(get(&s.server, "/api/bills/posted-1").0, 404);
+    assert_eq!(http_get(&s.server, "/api/bills/posted-1").0, 404);
 
-    let metrics = get(&s.server, "/metrics").1;
+    let metrics = http_get(&s.server, "/metrics").1;
     assert!(metrics.contains("push_cache_redis_commands_total{store=\"bills\"}"), "{metrics}");
     assert!(metrics.contains("push_cache_redis_command_duration_seconds_bucket{store=\"bills\""));
 }
@@ -127,21 +114,21 @@ fn redis_routes_serve_ingested_records_and_writes() {
 #[test]
 fn redis_killed_and_restarted_routes_fail_fast_then_converge() {
     let mut s = stack();
-    wait_until("readiness", Duration::from_secs(60), || get(&s.server, "/health/ready").0 == 200);
-    wait_until("redis writes", Duration::from_secs(20), || get(&s.server, "/api/bills/acct-00000039").0 == 200);
+    wait_until("readiness", Duration::from_secs(60), || http_get(&s.server, "/health/ready").0 == 200);
+    wait_until("redis writes", Duration::from_secs(20), || http_get(&s.server, "/api/bills/acct-00000039").0 == 200);
 
     s.redis.kill();
     // Redis routes answer 503 within their timeout; memory routes keep serving.
     let started = Instant::now();
-    let (status, body) = get(&s.server, "/api/bills/acct-00000001");
+    let (status, body) = http_get(&s.server, "/api/bills/acct-00000001");
     assert_eq!(status, 503, "{body}");
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     assert!(body.contains("bills"), "{body}");
     for i in 0..40 {
-        assert_eq!(get(&s.server, &format!("/api/customers/acct-{i:08}")).0, 200);
+        assert_eq!(http_get(&s.server, &format!("/api/customers/acct-{i:08}")).0, 200);
     }
     wait_until("readiness to report Redis", Duration::from_secs(10), || {
-        let (status, body) = get(&s.server, "/health/ready");
+        let (status, body) = http_get(&s.server, "/health/ready");
         status == 503 && body.contains("redis:bills")
     });
 
@@ -154,16 +141,16 @@ fn redis_killed_and_restarted_routes_fail_fast_then_converge() {
     p.send_avro("bills", "acct-00000099", &s.bill, bill(99).0);
     p.flush();
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(get(&s.server, "/api/customers/acct-00000005").1, common::kafka::customer(5, 9).1, "memory follows on");
+    assert_eq!(http_get(&s.server, "/api/customers/acct-00000005").1, common::kafka::customer(5, 9).1, "memory follows on");
 
     s.redis.restart();
-    wait_until("readiness after Redis returns", Duration::from_secs(30), || get(&s.server, "/health/ready").0 == 200);
+    wait_until("readiness after Redis returns", Duration::from_secs(30), || http_get(&s.server, "/health/ready").0 == 200);
     for i in 0..40u64 {
         let key = format!("acct-{i:08}");
         let want = common::kafka::customer(i, 9).1;
-        wait_until("Redis to converge", Duration::from_secs(20), || get(&s.server, &format!("/api/shared/customers/{key}")) == (200, want.clone()));
+        wait_until("Redis to converge", Duration::from_secs(20), || http_get(&s.server, &format!("/api/shared/customers/{key}")) == (200, want.clone()));
     }
-    assert_eq!(get(&s.server, "/api/bills/acct-00000010").0, 404);
-    assert_eq!(get(&s.server, "/api/bills/acct-00000099"), (200, bill(99).1));
-    assert_eq!(get(&s.server, "/api/bills/acct-00000011"), (200, bill(11).1));
+    assert_eq!(http_get(&s.server, "/api/bills/acct-00000010").0, 404);
+    assert_eq!(http_get(&s.server, "/api/bills/acct-00000099"), (200, bill(99).1));
+    assert_eq!(http_get(&s.server, "/api/bills/acct-00000011"), (200, bill(11).1));
 }

@@ -207,6 +207,21 @@ fn read_some(stream: &mut TcpStream, pending: &mut Vec<u8>) {
     pending.extend_from_slice(&buf[..n]);
 }
 
+/// GET `path` on a new connection: (status, body).
+pub fn http_get(server: &Server, path: &str) -> (u16, String) {
+    let r = exchange(server, &get(path));
+    (r.status, r.text())
+}
+
+/// Polls `check` every 25 ms until it holds; panics after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// Sends raw bytes and reads one response.
 pub fn exchange(server: &Server, request: &[u8]) -> Response {
     let mut s = server.connect();
