@@ -23,6 +23,7 @@
 //! topic, or run it twice and look at what both runs report. If two topics feed one store with the same key, the
 //! winner depends on consumption order in the service too, and may differ.
 
+use push_cache::api::router::encode_key;
 use push_cache::config::{Config, ConfigError, StoreConfig};
 use push_cache::kafka::consumer::client_config;
 use push_cache::kafka::decode::{decode_datum, parse_frame};
@@ -422,20 +423,6 @@ impl Service {
         }
         serde_json::from_slice(&answer.body).map_err(|e| bad(format!("the key listing is not a JSON array of strings: {e}")))
     }
-}
-
-/// Percent-encodes what is not an unreserved URL character, as the service's
-/// `Location` headers do, so any key survives the trip.
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
