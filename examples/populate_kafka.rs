@@ -91,7 +91,7 @@ impl Stats {
 }
 
 fn progress(done: u64, total: u64) {
-    if total >= 10_000 && (done % (total / 100) == 0 || done == total) {
+    if total >= 10_000 && (done.is_multiple_of(total / 100) || done == total) {
         let pct = done * 100 / total;
         eprint!("\r[{:<50}] {pct:>3}% {done}/{total}", "=".repeat(pct as usize / 2));
         if done == total {

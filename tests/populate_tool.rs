@@ -66,11 +66,12 @@ runtime: {{shards: 2}}
         let deadline = Instant::now() + Duration::from_secs(60);
         for e in &expected {
             let path = format!("/api/{route}/{}", e["key"].as_str().unwrap());
+            let want = e["body"].to_string();
             loop {
                 let r = exchange(&server, &get(&path));
                 let ok = match e["body"].is_null() {
                     true => r.status == 404,
-                    false => r.status == 200 && r.text() == e["body"].to_string(),
+                    false => r.status == 200 && r.text() == want,
                 };
                 if ok {
                     break;

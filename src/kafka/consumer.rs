@@ -268,7 +268,16 @@ impl Worker {
             match result {
                 Ok(msg) => {
                     let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
-                    handle_record(&mut self.schemas, &mut self.dispatcher, &mut self.counters, &self.stats, &self.readiness, &self.stop, self.catch_up.is_some(), &msg)?;
+                    let (stats, readiness, catching_up) = (&self.stats, &self.readiness, self.catch_up.is_some());
+                    let mut waiting = |e: Option<&RegistryError>, counters: &mut Counters| {
+                        stats.merge(counters);
+                        match (e, catching_up) {
+                            (Some(e), true) => readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}")),
+                            (None, true) => readiness.done(REGISTRY),
+                            _ => {}
+                        }
+                    };
+                    handle_record(&mut self.schemas, &mut self.dispatcher, &mut self.counters, &self.stop, &mut waiting, &msg)?;
                     self.positions.insert((topic, partition), offset + 1);
                 }
                 Err(KafkaError::PartitionEOF(p)) => self.end_of_partition(p),
@@ -360,10 +369,8 @@ fn handle_record(
     schemas: &mut SchemaCache,
     dispatcher: &mut Dispatcher,
     counters: &mut Counters,
-    stats: &IngestStats,
-    readiness: &Readiness,
     stop: &AtomicBool,
-    catching_up: bool,
+    waiting: &mut dyn FnMut(Option<&RegistryError>, &mut Counters),
     msg: &BorrowedMessage<'_>,
 ) -> Result<(), End> {
     let skip = |counters: &mut Counters, reason: &'static str| -> Result<(), End> {
@@ -385,15 +392,7 @@ fn handle_record(
         Ok(f) => f,
         Err(e) => return skip(counters, e.reason()),
     };
-    let mut waiting = |e: Option<&RegistryError>, counters: &mut Counters| {
-        stats.merge(counters);
-        match (e, catching_up) {
-            (Some(e), true) => readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}")),
-            (None, true) => readiness.done(REGISTRY),
-            _ => {}
-        }
-    };
-    let schema = match schemas.get(id, counters, &|| stop.load(Ordering::Relaxed), &mut waiting) {
+    let schema = match schemas.get(id, counters, &|| stop.load(Ordering::Relaxed), waiting) {
         Ok(s) => s,
         Err(SchemaError::Unknown(_)) => return skip(counters, "unknown_schema"),
         Err(SchemaError::Unusable { .. }) => return skip(counters, "bad_schema"),
