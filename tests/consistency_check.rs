@@ -12,26 +12,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn config(port: u16, brokers: &str, registry_url: &str) -> String {
-    config_yaml(
-        port,
-        "",
-        &format!(
-            "kafka:
-  brokers: '{brokers}'
-  group_id: push-cache-check-test
-  topic: [customers, bills]
-  schema_registry_url: '{registry_url}'
-cache:
-  stores:
-    - {{name: customers, type: in_memory, schemas: [customer]}}
-    - {{name: bills, type: in_memory, schemas: [bill]}}
-  routes:
-    - {{path: /customers, store: customers}}
-    - {{path: /bills, store: bills}}
-runtime: {{shards: 2}}
-"
-        ),
-    )
+    let stores = ["{name: customers, type: in_memory, schemas: [customer]}", "{name: bills, type: in_memory, schemas: [bill]}"];
+    let routes = ["{path: /customers, store: customers}", "{path: /bills, store: bills}"];
+    kafka_config(port, brokers, registry_url, "[customers, bills]", &stores, &routes)
 }
 
 /// Customers with updates and tombstones over three partitions, bills with a

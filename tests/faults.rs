@@ -129,28 +129,6 @@ fn ten_thousand_idle_connections_are_cheap_and_released() {
     assert!(idle.iter_mut().all(|s| closed(s, &[])));
 }
 
-fn kafka_config(port: u16, brokers: &str, registry_url: &str, stores: &str, routes: &str) -> String {
-    config_yaml(
-        port,
-        "",
-        &format!(
-            "kafka:
-  brokers: '{brokers}'
-  group_id: push-cache-faults
-  topic: customers
-  schema_registry_url: '{registry_url}'
-  properties: {{fetch.wait.max.ms: '10'}}
-cache:
-  stores:
-{stores}
-  routes:
-{routes}
-runtime: {{shards: 2}}
-"
-        ),
-    )
-}
-
 #[test]
 fn registry_down_mid_stream_is_waited_out() {
     let broker = Broker::start();
@@ -167,9 +145,9 @@ fn registry_down_mid_stream_is_waited_out() {
     }
     p.flush();
     let port = free_port();
-    let stores = "    - {name: customers, type: in_memory}";
-    let routes = "    - {path: /customers, store: customers}";
-    let server = Server::start_yaml(&kafka_config(port, &broker.bootstrap(), &reg_url, stores, routes), port, &[]);
+    let stores = ["{name: customers, type: in_memory}"];
+    let routes = ["{path: /customers, store: customers}"];
+    let server = Server::start_yaml(&kafka_config(port, &broker.bootstrap(), &reg_url, "customers", &stores, &routes), port, &[]);
     wait_until("readiness", Duration::from_secs(60), || http_get(&server, "/health/ready").0 == 200);
 
     // The registry goes away; records written with v2, which the cache has
@@ -203,13 +181,11 @@ fn slow_redis_saturating_its_channel_loses_nothing() {
     let reg_url = format!("http://{}", reg.addr);
     let v1 = register(&reg_url, "customers-value", CUSTOMER_V1);
     let redis = Redis::start();
-    let stores = format!(
-        "    - {{name: customers, type: in_memory}}\n    - {{name: shared, type: redis, url: '{}', prefix: c, timeout_ms: 300}}",
-        redis.url(0)
-    );
-    let routes = "    - {path: /customers, store: customers}\n    - {path: /shared/customers, store: shared}";
+    let shared = format!("{{name: shared, type: redis, url: '{}', prefix: c, timeout_ms: 300}}", redis.url(0));
+    let stores = ["{name: customers, type: in_memory}", &shared];
+    let routes = ["{path: /customers, store: customers}", "{path: /shared/customers, store: shared}"];
     let port = free_port();
-    let server = Server::start_yaml(&kafka_config(port, &broker.bootstrap(), &reg_url, &stores, routes), port, &[]);
+    let server = Server::start_yaml(&kafka_config(port, &broker.bootstrap(), &reg_url, "customers", &stores, &routes), port, &[]);
     wait_until("readiness", Duration::from_secs(60), || http_get(&server, "/health/ready").0 == 200);
     let p = broker.producer();
     p.send_avro("customers", "acct-00000000", &v1, customer(0, 1).0);

@@ -11,30 +11,19 @@ use std::time::Duration;
 const TOPICS: [&str; 4] = ["customers", "bills", "usage", "tickets"];
 
 fn config(port: u16, brokers: &str, registry_url: &str) -> String {
-    config_yaml(
-        port,
-        "",
-        &format!(
-            "kafka:
-  brokers: '{brokers}'
-  group_id: push-cache-test
-  topic: [customers, bills, usage, tickets]
-  schema_registry_url: '{registry_url}'
-cache:
-  stores:
-    - {{name: customers, type: in_memory, schemas: [customer]}}
-    - {{name: bills, type: in_memory, schemas: [bill]}}
-    - {{name: usage, type: in_memory, schemas: [usage]}}
-    - {{name: tickets, type: in_memory, schemas: [ticket]}}
-  routes:
-    - {{path: /customers, store: customers}}
-    - {{path: /bills, store: bills}}
-    - {{path: /usage, store: usage}}
-    - {{path: /tickets, store: tickets, key_field: ticketId}}
-runtime: {{shards: 2}}
-"
-        ),
-    )
+    let stores = [
+        "{name: customers, type: in_memory, schemas: [customer]}",
+        "{name: bills, type: in_memory, schemas: [bill]}",
+        "{name: usage, type: in_memory, schemas: [usage]}",
+        "{name: tickets, type: in_memory, schemas: [ticket]}",
+    ];
+    let routes = [
+        "{path: /customers, store: customers}",
+        "{path: /bills, store: bills}",
+        "{path: /usage, store: usage}",
+        "{path: /tickets, store: tickets, key_field: ticketId}",
+    ];
+    kafka_config(port, brokers, registry_url, "[customers, bills, usage, tickets]", &stores, &routes)
 }
 
 struct Schemas {

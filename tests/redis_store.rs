@@ -11,28 +11,11 @@ use ::redis::Commands;
 use std::time::{Duration, Instant};
 
 fn config(port: u16, brokers: &str, registry_url: &str, redis_url: &str) -> String {
-    config_yaml(
-        port,
-        "",
-        &format!(
-            "kafka:
-  brokers: '{brokers}'
-  group_id: push-cache-redis-test
-  topic: [customers, bills]
-  schema_registry_url: '{registry_url}'
-cache:
-  stores:
-    - {{name: customers, type: in_memory, schemas: [customer]}}
-    - {{name: shared-customers, type: redis, url: '{redis_url}', prefix: cust, schemas: [customer], timeout_ms: 300}}
-    - {{name: bills, type: redis, url: '{redis_url}', prefix: bills, schemas: [bill], timeout_ms: 300}}
-  routes:
-    - {{path: /customers, store: customers}}
-    - {{path: /shared/customers, store: shared-customers}}
-    - {{path: /bills, store: bills}}
-runtime: {{shards: 2}}
-"
-        ),
-    )
+    let shared = format!("{{name: shared-customers, type: redis, url: '{redis_url}', prefix: cust, schemas: [customer], timeout_ms: 300}}");
+    let bills = format!("{{name: bills, type: redis, url: '{redis_url}', prefix: bills, schemas: [bill], timeout_ms: 300}}");
+    let stores = ["{name: customers, type: in_memory, schemas: [customer]}", &shared, &bills];
+    let routes = ["{path: /customers, store: customers}", "{path: /shared/customers, store: shared-customers}", "{path: /bills, store: bills}"];
+    kafka_config(port, brokers, registry_url, "[customers, bills]", &stores, &routes)
 }
 
 struct Stack {

@@ -39,6 +39,29 @@ pub fn config_yaml(port: u16, webservice_extra: &str, rest: &str) -> String {
     )
 }
 
+/// The YAML of a test server fed by Kafka: `topics` is a YAML value
+/// (`customers` or `[customers, bills]`), `stores` and `routes` are YAML
+/// flow mappings, one per list item. Two shards.
+pub fn kafka_config(port: u16, brokers: &str, registry_url: &str, topics: &str, stores: &[&str], routes: &[&str]) -> String {
+    let items = |list: &[&str]| list.iter().map(|item| format!("    - {item}\n")).collect::<String>();
+    let rest = format!(
+        "kafka:
+  brokers: '{brokers}'
+  group_id: push-cache-test
+  topic: {topics}
+  schema_registry_url: '{registry_url}'
+  properties: {{fetch.wait.max.ms: '10'}}
+cache:
+  stores:
+{}  routes:
+{}runtime: {{shards: 2}}
+",
+        items(stores),
+        items(routes)
+    );
+    config_yaml(port, "", &rest)
+}
+
 pub const KAFKA_NOWHERE: &str = "kafka: {brokers: '127.0.0.1:1', group_id: test, topic: t, schema_registry_url: 'http://127.0.0.1:1'}\n";
 
 pub const DEFAULT_CACHE: &str = "cache:
