@@ -194,7 +194,7 @@ async fn post(api: &Api, route: usize, body: &[u8], framing: Framing, out: &mut 
     };
     match inserted {
         Ok(Reply::Inserted(true)) => {
-            let location = format!("{}/{}", r.full_path, super::router::encode_key(&key));
+            let location = format!("{}/{}", r.full_path, crate::http::encode_path_segment(&key));
             let extra: &[(&str, &[u8])] = &[("ETag", &value.etag), ("Location", location.as_bytes())];
             response::json(out, 201, extra, &value.body, framing);
             201

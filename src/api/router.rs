@@ -87,20 +87,6 @@ impl Router {
     }
 }
 
-/// Percent-encodes what is not an unreserved URL character: the inverse of
-/// `decode_key`, for `Location` headers and for clients building key paths.
-pub fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Keys are usually plain ASCII: borrow them without copying; decode only
 /// when they carry `%` escapes.
 fn decode_key(raw: &[u8]) -> Result<Cow<'_, str>, Miss> {
@@ -147,8 +133,10 @@ cache:
 
     #[test]
     fn keys_are_encoded_for_location_and_decode_back() {
+        use crate::http::encode_path_segment as encode_key;
         assert_eq!(encode_key("a b/c"), "a%20b%2Fc");
         assert_eq!(encode_key("acct-1_a.b~"), "acct-1_a.b~");
+        assert_eq!(encode_key("a/b c%"), "a%2Fb%20c%25");
         for key in ["a b/c", "acct-1", "é%?"] {
             assert_eq!(decode_key(encode_key(key).as_bytes()).ok().as_deref(), Some(key));
         }

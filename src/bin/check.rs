@@ -23,7 +23,7 @@
 //! topic, or run it twice and look at what both runs report. If two topics feed one store with the same key, the
 //! winner depends on consumption order in the service too, and may differ.
 
-use push_cache::api::router::encode_key;
+use push_cache::http::encode_path_segment as encode_key;
 use push_cache::config::{Config, ConfigError, StoreConfig};
 use push_cache::kafka::consumer::client_config;
 use push_cache::kafka::decode::{decode_datum, parse_frame};

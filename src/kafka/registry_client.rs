@@ -127,7 +127,7 @@ impl RegistryClient {
         let url = format!(
             "{}/subjects/{}/versions",
             self.base,
-            encode_segment(subject)
+            crate::http::encode_path_segment(subject)
         );
         let body = serde_json::json!({ "schema": schema_json }).to_string();
         let answer = self.send(
@@ -294,20 +294,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters, so any
-/// subject name is one path segment.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,8 +341,8 @@ mod tests {
 
     #[test]
     fn subjects_are_one_encoded_path_segment() {
-        assert_eq!(encode_segment("orders-value"), "orders-value");
-        assert_eq!(encode_segment("a/b c%"), "a%2Fb%20c%25");
+        assert_eq!(crate::http::encode_path_segment("orders-value"), "orders-value");
+        assert_eq!(crate::http::encode_path_segment("a/b c%"), "a%2Fb%20c%25");
         assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
     }
 
