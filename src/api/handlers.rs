@@ -221,7 +221,6 @@ fn parse_post(body: &[u8], key_field: &str) -> Result<(String, StoredValue), Str
     Ok((key, StoredValue::from_json(&value)))
 }
 
-
 /// Listing options of `GET {route}?limit=&offset=&filter=`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ListQuery {
