@@ -6,7 +6,7 @@ BASE_URL ?= http://127.0.0.1:8080
 
 .PHONY: help deps build release test test-unit clippy run stop stack-up stack-status registry \
 	populate-customers populate-bills populate-usage populate-tickets populate-help \
-	bench bench-compare loadtest perf perf-stat latency check fuzz soak docker compose-redis compose-kafka-zk compose-kafka-kraft clean
+	bench bench-compare loadtest perf perf-stat latency check fuzz soak memory docker compose-redis compose-kafka-zk compose-kafka-kraft clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ fuzz: ## every fuzz target for FUZZ_SECONDS (60) each from fuzz/corpus (cargo-fu
 
 soak: ## SOAK_SECONDS (300) of GET load with concurrent updates and tombstones, then push-cache-check and RSS
 	bash scripts/soak.sh
+
+memory: ## resident memory against the raw bytes of COUNT (1000000) replayed customers, on the local stack
+	bash scripts/memory.sh
 
 latency: ## produce-to-visible latency against the local stack
 	$(CARGO) run --release --example visible_latency -- --url $(BASE_URL)/api/customers

@@ -127,15 +127,16 @@ pub fn write_entry(r: &Route, entry: Option<&Entry>, inm: Option<&[u8]>, framing
         response::json(out, 404, &[], br#"{"error":"key not found"}"#, framing);
         return 404;
     };
-    if inm.is_some_and(|v| etag_matches(v, entry.etag())) {
+    let etag = entry.etag();
+    if inm.is_some_and(|v| etag_matches(v, &etag)) {
         response::status_line(out, 304);
         out.extend_from_slice(&r.cache_control);
-        response::headers(out, &[("ETag", entry.etag())]);
+        response::headers(out, &[("ETag", &etag)]);
         response::finish(out, framing, None);
         return 304;
     }
     out.extend_from_slice(&r.ok_prefix);
-    response::headers(out, &[("ETag", entry.etag())]);
+    response::headers(out, &[("ETag", &etag)]);
     response::finish(out, framing, Some(entry.body()));
     200
 }
@@ -160,7 +161,7 @@ async fn delete(api: &Api, route: usize, key: &str, framing: Framing, out: &mut 
     };
     match removed {
         Ok(Reply::Entry(Some(e))) => {
-            response::json(out, 200, &[("ETag", e.etag())], e.body(), framing);
+            response::json(out, 200, &[("ETag", &e.etag())], e.body(), framing);
             200
         }
         Ok(Reply::Entry(None)) => {

@@ -468,9 +468,9 @@ fn compare_route(service: &Service, full_path: &str, expected: &BTreeMap<String,
 fn compare_answer(path: String, entry: &Entry, answer: &Answer) -> Option<Diff> {
     match answer.status {
         200 if answer.body != entry.body() => Some(Diff::Different { path, detail: body_difference(entry.body(), &answer.body) }),
-        200 if answer.etag.as_deref().map(str::as_bytes) != Some(entry.etag()) => Some(Diff::Different {
+        200 if answer.etag.as_deref().map(str::as_bytes) != Some(&*entry.etag()) => Some(Diff::Different {
             path,
-            detail: format!("ETag: expected {}, got {}", String::from_utf8_lossy(entry.etag()), answer.etag.as_deref().unwrap_or("none")),
+            detail: format!("ETag: expected {}, got {}", String::from_utf8_lossy(&entry.etag()), answer.etag.as_deref().unwrap_or("none")),
         }),
         200 => None,
         404 => Some(Diff::Missing { path }),

@@ -380,7 +380,7 @@ mod tests {
     fn values_round_trip_and_globs_are_escaped() {
         let v = encode_value(b"\"5\"", b"{\"a\":\"x\ny\"}");
         let e = decode_value(b"k", &v).unwrap();
-        assert_eq!((e.key(), e.etag(), e.body()), (&b"k"[..], &b"\"5\""[..], &b"{\"a\":\"x\ny\"}"[..]));
+        assert_eq!((e.key(), &*e.etag(), e.body()), (&b"k"[..], &b"\"5\""[..], &b"{\"a\":\"x\ny\"}"[..]));
         assert!(decode_value(b"k", b"no newline").is_none());
         assert_eq!(glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]");
     }
