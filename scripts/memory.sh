@@ -13,6 +13,7 @@ mkdir -p "$out"
 rm -f "$out"/*
 
 cargo build --release --bin push-cache --example populate_kafka
+bash scripts/local-stack.sh up
 TOPICS=$topic bash scripts/local-stack.sh up
 cat >"$out/config.yaml" <<YAML
 webservice: {address: "127.0.0.1:$port", prefix: /api}
