@@ -89,8 +89,8 @@ soak: ## SOAK_SECONDS (300) of GET load with concurrent updates and tombstones, 
 memory: ## resident memory against the raw bytes of COUNT (1000000) replayed customers, on the local stack
 	bash scripts/memory.sh
 
-latency: ## produce-to-visible latency against the local stack
-	$(CARGO) run --release --example visible_latency -- --url $(BASE_URL)/api/customers
+latency: ## produce-to-visible latency: a fresh topic on the local stack and a push-cache of its own
+	bash scripts/latency.sh
 
 docker: ## build the container image (needs a Docker engine)
 	docker build -t push-cache:latest .

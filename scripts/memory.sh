@@ -4,48 +4,26 @@
 # replays them into a push-cache with one in-memory store, and once it is
 # ready prints the raw bytes of the cached keys and JSON bodies, the
 # server's RSS and their ratio.
-# Env: COUNT (1000000) SHARDS (auto) MEMORY_OUT (target/memory)
+# Env: COUNT (1000000) SHARDS (auto) PORT (8097) MEMORY_OUT (target/memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=${COUNT:-1000000} shards=${SHARDS:-auto} out=${MEMORY_OUT:-target/memory}
-topic="memory-customers-$(date +%s)" port=${PORT:-8097}
+source scripts/fresh-server.sh
+count=${COUNT:-1000000} out=${MEMORY_OUT:-target/memory} port=${PORT:-8097}
 mkdir -p "$out"
 rm -f "$out"/*
 
 cargo build --release --bin push-cache --example populate_kafka
-bash scripts/local-stack.sh up
-TOPICS=$topic bash scripts/local-stack.sh up
-cat >"$out/config.yaml" <<YAML
-webservice: {address: "127.0.0.1:$port", prefix: /api}
-kafka:
-  brokers: localhost:9092
-  group_id: push-cache-memory
-  topic: [$topic]
-  schema_registry_url: http://localhost:8081
-cache:
-  stores: [{name: customers, type: in_memory, schemas: [customer]}]
-  routes: [{path: /customers, store: customers}]
-runtime: {shards: $shards}
-YAML
+fresh_topic memory-customers
+write_config "$out/config.yaml" "$port" 20
 target/release/examples/populate_kafka -c "$out/config.yaml" -m customer -t "$topic" -n "$count" \
   --expect "$out/expected.jsonl" >"$out/populate.log" 2>&1
-
-start=$SECONDS
-CAPTURE_LOG=warn target/release/push-cache --config "$out/config.yaml" >"$out/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
-until curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; do
-  kill -0 "$server" || { echo "push-cache exited; see $out/server.log" >&2; exit 1; }
-  [ $((SECONDS - start)) -lt 600 ] || { echo "push-cache not ready after 600 s" >&2; exit 1; }
-  sleep 0.2
-done
-ready=$((SECONDS - start))
+start_server "$out/config.yaml" "$out/server.log" "$port"
 sleep 2 # let the post-catch-up trim run
 rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
 curl -s "http://127.0.0.1:$port/metrics" >"$out/metrics.txt"
-python3 - "$out/expected.jsonl" "$rss_kib" "$count" "$ready" "$out/metrics.txt" <<'PY'
+python3 - "$out/expected.jsonl" "$rss_kib" "$ready_seconds" "$out/metrics.txt" <<'PY'
 import json, sys
-path, rss_kib, count, ready, metrics = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+path, rss_kib, ready, metrics = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 raw = entries = 0
 for line in open(path):
     rec = json.loads(line)
