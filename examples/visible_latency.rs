@@ -100,24 +100,22 @@ fn main() {
         while etag_of(&mut conn, host, &format!("{path}/{key}")).as_deref() != Some(want.as_str()) {
             assert!(started.elapsed() < Duration::from_secs(30), "record {key} not visible after 30 s");
         }
-        hist.record(started.elapsed().as_micros() as u64).unwrap();
-        after_ack.record((started.elapsed() - ack).as_micros() as u64).unwrap();
+        let visible = started.elapsed();
+        hist.record(visible.as_micros() as u64).unwrap();
+        after_ack.record((visible - ack).as_micros() as u64).unwrap();
     }
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "produce-to-visible over {count} records: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        hist.value_at_quantile(0.5) as f64 / 1000.0,
-        hist.value_at_quantile(0.9) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        ms(&hist, 0.5),
+        ms(&hist, 0.9),
+        ms(&hist, 0.99),
         hist.max() as f64 / 1000.0
     );
-    println!(
-        "of which produce-to-acknowledged (the broker): p50 {:.2} ms, p99 {:.2} ms",
-        acked.value_at_quantile(0.5) as f64 / 1000.0,
-        acked.value_at_quantile(0.99) as f64 / 1000.0
-    );
+    println!("of which produce-to-acknowledged (the broker): p50 {:.2} ms, p99 {:.2} ms", ms(&acked, 0.5), ms(&acked, 0.99));
     println!(
         "acknowledged-to-visible (fetch, decode, apply, GET): p50 {:.2} ms, p99 {:.2} ms",
-        after_ack.value_at_quantile(0.5) as f64 / 1000.0,
-        after_ack.value_at_quantile(0.99) as f64 / 1000.0
+        ms(&after_ack, 0.5),
+        ms(&after_ack, 0.99)
     );
 }

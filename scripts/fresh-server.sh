@@ -7,8 +7,7 @@
 
 fresh_topic() { # prefix
   topic="$1-$(date +%s%N)"
-  bash scripts/local-stack.sh up >/dev/null
-  TOPICS=$topic bash scripts/local-stack.sh up | grep -v "already on" || true
+  EXTRA_TOPICS=$topic bash scripts/local-stack.sh up | grep -v "already on" || true
 }
 
 write_config() { # file port fetch-wait-ms

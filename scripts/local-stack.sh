@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack without Docker: a tansu Kafka broker (memory storage) on
 # :9092, the bundled schema registry on :8081 and redis-server on :6379.
-#   scripts/local-stack.sh up     start what is not running (idempotent)
+#   scripts/local-stack.sh up     start what is not running (idempotent);
+#                                 creates the four topics plus EXTRA_TOPICS
 #   scripts/local-stack.sh down   stop what `up` started
 #   scripts/local-stack.sh status
 # State (pids, logs, registry data) lives in .stack/.
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 state=.stack
 mkdir -p "$state"
 KAFKA_PORT=${KAFKA_PORT:-9092} REGISTRY_PORT=${REGISTRY_PORT:-8081} REDIS_PORT=${REDIS_PORT:-6379}
-TOPICS=${TOPICS:-customers bills usage tickets}
+TOPICS="customers bills usage tickets ${EXTRA_TOPICS:-}"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

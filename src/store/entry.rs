@@ -205,8 +205,11 @@ fn compact_etag(etag: &[u8]) -> Option<(u8, u64)> {
     if inner.len() == 16 && inner.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Some((ETAG_HEX, u64::from_str_radix(text, 16).ok()?));
     }
-    let canonical = !inner.is_empty() && inner.iter().all(u8::is_ascii_digit) && (inner[0] != b'0' || inner.len() == 1);
-    canonical.then(|| text.parse().ok().map(|n| (ETAG_DECIMAL, n))).flatten()
+    let leading_zero = inner.len() > 1 && inner[0] == b'0';
+    if inner.is_empty() || leading_zero || !inner.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((ETAG_DECIMAL, text.parse().ok()?))
 }
 
 fn layout(size: usize) -> Layout {
