@@ -15,7 +15,7 @@ use push_cache::config::Config;
 use push_cache::kafka::consumer::client_config;
 use push_cache::kafka::decode::encode_frame;
 use push_cache::kafka::registry_client::RegistryClient;
-use push_cache::sample::{encode, record, Kind, Rng};
+use push_cache_sample::{encode, record, Kind, Rng};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,11 +39,22 @@ fn usage_exit(msg: &str) -> ! {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { config: String::new(), secrets: "secrets".into(), kind: Kind::Customer, topic: None, count: 100, seed: 1, updates: 0, tombstones: 0, expect: None };
+    let mut a = Args {
+        config: String::new(),
+        secrets: "secrets".into(),
+        kind: Kind::Customer,
+        topic: None,
+        count: 100,
+        seed: 1,
+        updates: 0,
+        tombstones: 0,
+        expect: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage_exit(&format!("{flag} needs a value")));
-        let number = |v: String| v.parse::<u64>().unwrap_or_else(|_| usage_exit(&format!("{flag} expects a number, got `{v}`")));
+        let number =
+            |v: String| v.parse::<u64>().unwrap_or_else(|_| usage_exit(&format!("{flag} expects a number, got `{v}`")));
         match flag.as_str() {
             "-c" | "--config" => a.config = value(),
             "-s" | "--secrets" => a.secrets = value(),
@@ -71,7 +82,12 @@ fn parse_args() -> Args {
 /// topic when the config lists several, else the only one.
 fn topic_for(config: &Config, kind: Kind) -> String {
     let topics = config.kafka.topic.names();
-    topics.iter().find(|t| *t == kind.default_topic()).or(topics.first()).cloned().unwrap_or_else(|| kind.default_topic().to_string())
+    topics
+        .iter()
+        .find(|t| *t == kind.default_topic())
+        .or(topics.first())
+        .cloned()
+        .unwrap_or_else(|| kind.default_topic().to_string())
 }
 
 struct Stats {
@@ -124,7 +140,8 @@ fn main() {
             rec = rec.payload(p);
         }
         while let Err((e, r)) = producer.send(rec) {
-            if !matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)) {
+            if !matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull))
+            {
                 fail(&format!("cannot produce to {topic}: {e}"));
             }
             producer.poll(Duration::from_millis(5));
@@ -153,22 +170,36 @@ fn main() {
         send(key, None, &mut stats);
         expected.insert(key.clone(), None);
     }
-    producer.flush(Duration::from_secs(60)).unwrap_or_else(|e| fail(&format!("not every record was acknowledged: {e}")));
+    producer
+        .flush(Duration::from_secs(60))
+        .unwrap_or_else(|e| fail(&format!("not every record was acknowledged: {e}")));
     let elapsed = started.elapsed();
     if let Some(path) = &args.expect {
         write_expected(path, &expected);
     }
     println!("topic: {topic} (schema id {id}, type {:?})", args.kind);
-    println!("messages: {} ({} records, {} updates, {} tombstones)", stats.sent, args.count, args.updates.min(args.count), args.tombstones.min(args.count));
+    println!(
+        "messages: {} ({} records, {} updates, {} tombstones)",
+        stats.sent,
+        args.count,
+        args.updates.min(args.count),
+        args.tombstones.min(args.count)
+    );
     println!("elapsed: {:.3} s", elapsed.as_secs_f64());
     println!("rate: {:.0} messages/s", stats.sent as f64 / elapsed.as_secs_f64().max(1e-9));
     if stats.sent > 0 {
-        println!("message size: min {} B, max {} B, avg {:.1} B", stats.min, stats.max, stats.bytes as f64 / stats.sent as f64);
+        println!(
+            "message size: min {} B, max {} B, avg {:.1} B",
+            stats.min,
+            stats.max,
+            stats.bytes as f64 / stats.sent as f64
+        );
     }
 }
 
 fn write_expected(path: &str, expected: &BTreeMap<String, Option<serde_json::Value>>) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap_or_else(|e| fail(&format!("{path}: {e}"))));
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(path).unwrap_or_else(|e| fail(&format!("{path}: {e}"))));
     for (key, body) in expected {
         let _ = writeln!(out, "{}", serde_json::json!({ "key": key, "body": body }));
     }
