@@ -3,8 +3,13 @@
 //! Status lines and fixed headers are byte constants or pre-built per route,
 //! so answering a GET hit is a few `extend_from_slice` calls and one integer
 //! formatting for `Content-Length`.
+//!
+//! A handler writes through a [`ResponseWriter`]: a whole response into its
+//! buffer, or a body streamed slice by slice (see the `http` module doc).
 
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 use std::cell::RefCell;
+use std::io;
 use std::time::SystemTime;
 
 /// How the connection frames this response.
@@ -31,9 +36,13 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
@@ -118,6 +127,131 @@ pub fn headers(out: &mut Vec<u8>, extra: &[(&str, &[u8])]) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Where a handler writes its response: the connection's output buffer
+/// (which may still hold earlier pipelined responses, written out together)
+/// and, for a streamed body, the socket.
+pub struct ResponseWriter<'a> {
+    framing: Framing,
+    out: &'a mut Vec<u8>,
+    socket: &'a mut (dyn AsyncWrite + Unpin),
+    /// The client speaks HTTP/1.1, so a streamed body can be chunked.
+    chunked_ok: bool,
+    stream: Stream,
+}
+
+/// The state of a streamed body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    /// No stream: `buf` holds complete responses.
+    Off,
+    /// Body bytes start at `from` in `out`: framed as a chunk when sent.
+    Chunked { from: usize },
+    /// HTTP/1.0 client: the body is as sent, ended by closing the connection.
+    UntilClose { from: usize },
+    /// Cut short by the handler or a failed write: the connection closes.
+    Broken,
+}
+
+impl<'a> ResponseWriter<'a> {
+    /// A writer for a response to an HTTP/1.`minor` request.
+    pub fn new(framing: Framing, minor: u8, out: &'a mut Vec<u8>, socket: &'a mut (dyn AsyncWrite + Unpin)) -> Self {
+        ResponseWriter { framing, out, socket, chunked_ok: minor >= 1, stream: Stream::Off }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The output buffer: append a whole response (`json`, `error`, ...),
+    /// or, after `start_stream`, the next slice of the body.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    /// Writes the head of a response whose body follows in slices, each
+    /// appended to `buf()` and sent with `send`. The body ends when the
+    /// handler returns.
+    pub fn start_stream(&mut self, status: u16, extra: &[(&str, &[u8])]) {
+        status_line(self.out, status);
+        headers(self.out, extra);
+        write_date(self.out);
+        if self.framing.close || !self.chunked_ok {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        }
+        if self.chunked_ok {
+            self.out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            self.stream = Stream::Chunked { from: self.out.len() };
+        } else {
+            self.out.extend_from_slice(b"\r\n");
+            self.stream = Stream::UntilClose { from: self.out.len() };
+        }
+    }
+
+    /// Frames the body bytes appended since the last `send` and writes
+    /// everything buffered to the socket, waiting until the socket took it
+    /// (back-pressure from a slow client).
+    pub async fn send(&mut self) -> io::Result<()> {
+        self.frame_pending();
+        if self.stream == Stream::Broken {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the response stream was cut short"));
+        }
+        if let Err(e) = self.socket.write_all(self.out).await {
+            self.stream = Stream::Broken;
+            return Err(e);
+        }
+        self.out.clear();
+        match &mut self.stream {
+            Stream::Chunked { from } | Stream::UntilClose { from } => *from = 0,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Ends a stream that cannot be completed (a store failed half-way):
+    /// the connection closes without ending the body, so the client sees a
+    /// truncated response rather than a complete wrong one.
+    pub fn abort(&mut self) {
+        self.frame_pending();
+        self.stream = Stream::Broken;
+    }
+
+    /// True when the connection must close after this response.
+    pub fn must_close(&self) -> bool {
+        matches!(self.stream, Stream::UntilClose { .. } | Stream::Broken)
+    }
+
+    /// Called by the connection once the handler returned: ends the body.
+    pub fn finish(&mut self) {
+        self.frame_pending();
+        if let Stream::Chunked { .. } = self.stream {
+            if !self.framing.head_only {
+                self.out.extend_from_slice(b"0\r\n\r\n");
+            }
+            self.stream = Stream::Off;
+        }
+    }
+
+    /// Turns the body bytes after `from` into one chunk (or drops them for HEAD).
+    fn frame_pending(&mut self) {
+        let (Stream::Chunked { from } | Stream::UntilClose { from }) = self.stream else { return };
+        if self.framing.head_only {
+            self.out.truncate(from);
+        } else if let Stream::Chunked { .. } = self.stream {
+            let len = self.out.len() - from;
+            if len > 0 {
+                let size_line = format!("{len:x}\r\n");
+                self.out.splice(from..from, size_line.bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+        let end = self.out.len();
+        match &mut self.stream {
+            Stream::Chunked { from } | Stream::UntilClose { from } => *from = end,
+            _ => {}
+        }
     }
 }
 
