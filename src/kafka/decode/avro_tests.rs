@@ -1,4 +1,5 @@
 use super::*;
+use crate::kafka::decode::{encode_frame, parse_frame};
 use apache_avro::types::Value;
 
 #[allow(deprecated)]
@@ -65,7 +66,13 @@ fn bill_with_payments() {
     let schema = r#"{"type":"record","name":"Bill","fields":[{"name":"accountId","type":"string"},{"name":"year","type":"int"},
       {"name":"totalAmount","type":"double"},{"name":"payments","type":{"type":"array","items":{"type":"record","name":"Payment",
       "fields":[{"name":"date","type":"string"},{"name":"amount","type":"double"},{"name":"method","type":"string"}]}}}]}"#;
-    let pay = |a: f64| Value::Record(vec![("date".into(), s("2024-01-31T10:00:00Z")), ("amount".into(), Value::Double(a)), ("method".into(), s("card"))]);
+    let pay = |a: f64| {
+        Value::Record(vec![
+            ("date".into(), s("2024-01-31T10:00:00Z")),
+            ("amount".into(), Value::Double(a)),
+            ("method".into(), s("card")),
+        ])
+    };
     let v = Value::Record(vec![
         ("accountId".into(), s("a")),
         ("year".into(), Value::Int(2024)),
@@ -123,7 +130,10 @@ fn logical_types() {
         ("dec".into(), Value::Decimal(apache_avro::Decimal::from(vec![0xcf, 0xc7]))), // -12345
         ("id".into(), Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap())),
     ]);
-    assert_eq!(decode_json(schema, v), r#"{"d":19000,"ts":1700000000000,"dec":"-123.45","id":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#);
+    assert_eq!(
+        decode_json(schema, v),
+        r#"{"d":19000,"ts":1700000000000,"dec":"-123.45","id":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#
+    );
 }
 
 #[test]
@@ -147,7 +157,10 @@ fn decimal_text() {
 
 #[test]
 fn schema_evolution_each_version_with_its_writer_schema() {
-    let v2 = CUSTOMER.replace(r#"{"name":"updatedAt","type":"long"}]"#, r#"{"name":"updatedAt","type":"long"},{"name":"email","type":["null","string"],"default":null}]"#);
+    let v2 = CUSTOMER.replace(
+        r#"{"name":"updatedAt","type":"long"}]"#,
+        r#"{"name":"updatedAt","type":"long"},{"name":"email","type":["null","string"],"default":null}]"#,
+    );
     let old = decode_json(CUSTOMER, customer_value("A"));
     let Value::Record(mut fields) = customer_value("A") else { unreachable!() };
     fields.push(("email".into(), Value::Union(1, Box::new(s("a@x")))));
@@ -190,7 +203,9 @@ fn bad_datums_are_errors_not_panics() {
 
 #[test]
 fn deep_recursion_is_bounded() {
-    let schema = WriterSchema::parse(r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#).unwrap();
+    let schema =
+        WriterSchema::parse(r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#)
+            .unwrap();
     let mut datum = vec![2u8; 10_000]; // union index 1 (Node), again and again
     datum.push(0);
     assert!(decode_datum(&schema, &datum).is_err());
@@ -213,7 +228,9 @@ fn records_that_contain_each_other_are_an_error_not_a_stack_overflow() {
 fn non_records_are_refused() {
     assert!(matches!(WriterSchema::parse(r#""string""#), Err(DecodeError::NotARecord(_))));
     assert!(matches!(WriterSchema::parse("{not json"), Err(DecodeError::NotARecord(_))));
-    let e = WriterSchema::parse(r#"{"type":"record","name":"E","fields":[{"name":"updatedAt","type":["null","long"]}]}"#).unwrap();
+    let e =
+        WriterSchema::parse(r#"{"type":"record","name":"E","fields":[{"name":"updatedAt","type":["null","long"]}]}"#)
+            .unwrap();
     assert_eq!(e.updated_at, Some(0));
     assert_eq!(&decode_datum(&e, &[2, 20]).unwrap().etag[..], b"\"10\"");
     assert_eq!(decode_datum(&e, &[0]).unwrap().etag.len(), 18, "null updatedAt: body hash");
@@ -222,7 +239,10 @@ fn non_records_are_refused() {
 #[test]
 fn arrays_of_empty_items_cannot_blow_up_the_body() {
     // 806 bytes that would decode to a 1 GB body: 200 blocks of 2^20 nulls each.
-    let schema = WriterSchema::parse(r#"{"type":"record","name":"Z","fields":[{"name":"nothing","type":{"type":"array","items":"null"}}]}"#).unwrap();
+    let schema = WriterSchema::parse(
+        r#"{"type":"record","name":"Z","fields":[{"name":"nothing","type":{"type":"array","items":"null"}}]}"#,
+    )
+    .unwrap();
     let mut datum = Vec::new();
     for _ in 0..200 {
         datum.extend_from_slice(&[0x80, 0x80, 0x80, 0x01]);
@@ -237,10 +257,40 @@ fn schemas_that_double_at_every_level_cannot_blow_up_the_body() {
     // R40 holds two R39s, ... R1 holds two empty R0s: an empty datum means 2^40 `{}`.
     let mut schema = r#"{"type":"record","name":"R0","fields":[]}"#.to_string();
     for i in 1..=40 {
-        schema = format!(r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"R{}"}}]}}"#, i - 1);
+        schema = format!(
+            r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"R{}"}}]}}"#,
+            i - 1
+        );
     }
     let schema = WriterSchema::parse(&schema).unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(decode_datum(&schema, &[]), Err(DecodeError::TooLarge)));
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn named_types_from_references() {
+    let address =
+        r#"{"type":"record","name":"Address","namespace":"com.acme","fields":[{"name":"city","type":"string"}]}"#;
+    let tier = r#"{"type":"enum","name":"Tier","namespace":"com.acme","symbols":["BASIC","GOLD"]}"#;
+    let customer = r#"{"type":"record","name":"Customer","namespace":"com.acme","fields":[
+      {"name":"home","type":"Address"},{"name":"tier","type":"com.acme.Tier"},{"name":"updatedAt","type":"long"}]}"#;
+    let schema = WriterSchema::parse_with_references(customer, &[address, tier]).unwrap();
+    assert_eq!(schema.record_type, "customer");
+    // home.city = "Leeds", tier = GOLD, updatedAt = 5
+    let datum = [&[10u8][..], b"Leeds", &[2, 10]].concat();
+    let value = decode_datum(&schema, &datum).unwrap();
+    assert_eq!(&value.body[..], br#"{"home":{"city":"Leeds"},"tier":"GOLD","updatedAt":5}"#);
+    assert_eq!(&value.etag[..], b"\"5\"");
+    assert!(WriterSchema::parse_with_references(customer, &[address]).is_err(), "a missing reference");
+}
+
+#[test]
+fn keys_of_any_type() {
+    let schema = WriterSchema::parse_with_references(r#""long""#, &[]).unwrap();
+    assert!(!schema.is_record());
+    assert_eq!(schema.record_type, "long");
+    assert_eq!(super::decode_any(&schema, &[3]).unwrap(), b"-2");
+    assert!(decode_datum(&schema, &[3]).is_err(), "a value must be a record");
+    assert!(super::decode_any(&schema, &[3, 3]).is_err(), "bytes left over");
 }
