@@ -1,20 +1,25 @@
-//! Redis stores next to in-memory ones (SPEC sections 1 and 4), against a
+//! Redis stores next to in-memory ones, against a
 //! real redis-server with an ACL user, a tansu broker and the binary.
 
 mod common;
 
+use ::redis::Commands;
 use common::kafka::*;
 use common::redis::Redis;
 use common::*;
 use push_cache::registry::server as registry;
-use ::redis::Commands;
 use std::time::{Duration, Instant};
 
 fn config(port: u16, brokers: &str, registry_url: &str, redis_url: &str) -> String {
     let shared = format!("{{name: shared-customers, type: redis, url: '{redis_url}', prefix: cust, schemas: [customer], timeout_ms: 300}}");
-    let bills = format!("{{name: bills, type: redis, url: '{redis_url}', prefix: bills, schemas: [bill], timeout_ms: 300}}");
+    let bills =
+        format!("{{name: bills, type: redis, url: '{redis_url}', prefix: bills, schemas: [bill], timeout_ms: 300}}");
     let stores = ["{name: customers, type: in_memory, schemas: [customer]}", &shared, &bills];
-    let routes = ["{path: /customers, store: customers}", "{path: /shared/customers, store: shared-customers}", "{path: /bills, store: bills}"];
+    let routes = [
+        "{path: /customers, store: customers}",
+        "{path: /shared/customers, store: shared-customers}",
+        "{path: /bills, store: bills}",
+    ];
     kafka_config(port, brokers, registry_url, "[customers, bills]", &stores, &routes)
 }
 
@@ -55,7 +60,9 @@ fn redis_routes_serve_ingested_records_and_writes() {
     for i in 0..40u64 {
         let key = format!("acct-{i:08}");
         let customer = common::kafka::customer(i, 1).1;
-        wait_until("redis writes", Duration::from_secs(20), || http_get(&s.server, &format!("/api/shared/customers/{key}")) == (200, customer.clone()));
+        wait_until("redis writes", Duration::from_secs(20), || {
+            http_get(&s.server, &format!("/api/shared/customers/{key}")) == (200, customer.clone())
+        });
         assert_eq!(http_get(&s.server, &format!("/api/customers/{key}")), (200, customer));
         let bills = http_get(&s.server, &format!("/api/bills/{key}"));
         if i == 3 {
@@ -66,7 +73,8 @@ fn redis_routes_serve_ingested_records_and_writes() {
     }
     let r = exchange(&s.server, &common::get("/api/shared/customers/acct-00000007"));
     assert_eq!(r.header("ETag"), Some("\"1700000500071\""));
-    let conditional = b"GET /api/shared/customers/acct-00000007 HTTP/1.1\r\nIf-None-Match: \"1700000500071\"\r\n\r\n";
+    let conditional =
+        b"GET /api/shared/customers/acct-00000007 HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"1700000500071\"\r\n\r\n";
     assert_eq!(exchange(&s.server, conditional).status, 304);
 
     // Keys live under the prefix in database 2, for the ACL user.
@@ -85,7 +93,7 @@ fn redis_routes_serve_ingested_records_and_writes() {
     assert_eq!(listed, (0..10).filter(|i| *i != 3).map(|i| format!("acct-{i:08}")).collect::<Vec<_>>());
     let page: Vec<String> = serde_json::from_str(&http_get(&s.server, "/api/bills?limit=2&offset=1").1).unwrap();
     assert_eq!(page, vec!["acct-00000001", "acct-00000002"]);
-    let deleted = exchange(&s.server, b"DELETE /api/bills/posted-1 HTTP/1.1\r\n\r\n");
+    let deleted = exchange(&s.server, b"DELETE /api/bills/posted-1 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((deleted.status, deleted.text()), (200, body.to_string()));
     assert_eq!(http_get(&s.server, "/api/bills/posted-1").0, 404);
 
@@ -124,14 +132,22 @@ fn redis_killed_and_restarted_routes_fail_fast_then_converge() {
     p.send_avro("bills", "acct-00000099", &s.bill, bill(99).0);
     p.flush();
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(http_get(&s.server, "/api/customers/acct-00000005").1, common::kafka::customer(5, 9).1, "memory follows on");
+    assert_eq!(
+        http_get(&s.server, "/api/customers/acct-00000005").1,
+        common::kafka::customer(5, 9).1,
+        "memory follows on"
+    );
 
     s.redis.restart();
-    wait_until("readiness after Redis returns", Duration::from_secs(30), || http_get(&s.server, "/health/ready").0 == 200);
+    wait_until("readiness after Redis returns", Duration::from_secs(30), || {
+        http_get(&s.server, "/health/ready").0 == 200
+    });
     for i in 0..40u64 {
         let key = format!("acct-{i:08}");
         let want = common::kafka::customer(i, 9).1;
-        wait_until("Redis to converge", Duration::from_secs(20), || http_get(&s.server, &format!("/api/shared/customers/{key}")) == (200, want.clone()));
+        wait_until("Redis to converge", Duration::from_secs(20), || {
+            http_get(&s.server, &format!("/api/shared/customers/{key}")) == (200, want.clone())
+        });
     }
     assert_eq!(http_get(&s.server, "/api/bills/acct-00000010").0, 404);
     assert_eq!(http_get(&s.server, "/api/bills/acct-00000099"), (200, bill(99).1));

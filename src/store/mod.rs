@@ -1,7 +1,17 @@
 //! Where values live. `value` is what the write path produces (JSON body +
-//! ETag), `entry` how a shard keeps it, `memory` a shard's map of entries.
+//! ETag), `projection` cuts it to a store's `fields`, `entry` is how a shard
+//! keeps it, `memory` a shard's map of entries with its ordered index (`key_index`),
+//! `redis` the Redis store. `handle` is the one interface request handlers
+//! use for any store, and `listing` merges ordered key slices into pages.
 
+pub mod compress;
 pub mod entry;
+pub mod handle;
+pub mod key_index;
+pub mod listing;
 pub mod memory;
+pub mod projection;
 pub mod redis;
 pub mod value;
+
+pub use handle::{Store, StoreError, StoreHandle};

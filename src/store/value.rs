@@ -33,11 +33,6 @@ impl StoredValue {
         let body = serde_json::to_vec(value).expect("serialising a serde_json::Value cannot fail");
         StoredValue::new(body, updated_at)
     }
-
-    /// Bytes this value costs in memory (body + ETag), for the metrics.
-    pub fn weight(&self) -> usize {
-        self.body.len() + self.etag.len()
-    }
 }
 
 /// FNV-1a, 64 bits: stable across processes and versions, so every instance
