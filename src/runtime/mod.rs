@@ -3,17 +3,18 @@
 //! `SO_REUSEPORT` listener. Also the orderly stop: stop accepting, let
 //! in-flight requests finish, then let the threads end.
 
+pub mod applied;
 pub mod mesh;
 pub mod shard;
+pub mod snapshot;
 
-use crate::api::{memory_stores, Api, Shared};
-use crate::config::Config;
-use crate::http::connection;
+use crate::config::{Config, StoreConfig};
+use crate::http::{connection, Handler};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use mesh::{Envelope, Mesh};
-use shard::{Change, Shard};
+use shard::Shard;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,12 +29,14 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(4);
 /// Memory each shard registers with io_uring; small, as sockets don't use it.
 const IO_MEMORY: usize = 512 * 1024;
 
-/// Changes from the consumer for one shard: (store index, change) in order.
-pub type IngestBatch = Vec<(usize, Change)>;
+pub use crate::placement::{Ack, IngestBatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot start shard {shard}: {source} (if this is about locked memory, raise `ulimit -l`)")]
+    #[error(
+        "cannot start shard {shard}: {source} (io_uring needs locked memory: raise `ulimit -l`, \
+         `LimitMEMLOCK=` in systemd, or the container's memlock limit)"
+    )]
     Executor { shard: usize, source: glommio::GlommioError<()> },
     #[error("shard {shard} cannot listen on {address}: {source} (is another process using the port?)")]
     Bind { shard: usize, address: SocketAddr, source: std::io::Error },
@@ -47,43 +50,160 @@ pub struct Server {
     stop: Vec<flume::Sender<()>>,
     /// One sender per shard for the Kafka consumer.
     pub ingest: Vec<flume::Sender<IngestBatch>>,
+    /// One sender per shard for snapshot orders.
+    pub snapshot_orders: Vec<flume::Sender<snapshot::shard_file::WriteOrder>>,
+}
+
+/// A shard's part of loading a snapshot at start: it reads its file,
+/// reports, and installs the contents only if every shard's file was good.
+struct ShardLoad {
+    path: std::path::PathBuf,
+    expected: snapshot::shard_file::Expected,
+    offsets: Vec<(String, i32, i64)>,
+    report: std::sync::mpsc::Sender<Result<u64, String>>,
+    verdict: std::sync::mpsc::Receiver<bool>,
+}
+
+/// What each shard serves: the HTTP handler, built on the shard's own
+/// thread from its data and its mesh handle, and told when the shard drains.
+/// The API implements it; the shards know nothing more of it.
+pub trait ShardService: Handler + 'static {
+    /// From now on, connections close after their current request.
+    fn start_draining(&self);
+    /// Requests parsed and not yet answered.
+    fn in_flight(&self) -> usize;
+}
+
+/// Builds a shard's service; called once on every shard's thread.
+pub type ServiceFactory<S> = Arc<dyn Fn(Rc<Shard>, Mesh) -> S + Send + Sync>;
+
+/// Which stores the shards keep in memory (the others live elsewhere).
+fn memory_stores(config: &Config) -> Vec<bool> {
+    config.cache.stores.iter().map(|s| matches!(s, StoreConfig::InMemory { .. })).collect()
 }
 
 /// Starts `config`'s shards on `address`. Returns once every shard listens.
-pub fn start(config: &Config, address: SocketAddr, shared: Arc<Shared>) -> Result<Server, StartError> {
+pub fn start<S: ShardService>(
+    config: &Config,
+    address: SocketAddr,
+    service: ServiceFactory<S>,
+) -> Result<Server, StartError> {
+    start_loading(config, address, service, None, &|_| {}).map(|(server, _)| server)
+}
+
+/// `start`, each shard first loading its file of `plan` (in parallel).
+/// Returns whether the snapshot was loaded: only when every file was good;
+/// else every shard starts empty. `decided` hears the outcome before any
+/// shard listens.
+pub fn start_loading<S: ShardService>(
+    config: &Config,
+    address: SocketAddr,
+    service: ServiceFactory<S>,
+    plan: Option<&snapshot::Plan>,
+    decided: &dyn Fn(bool),
+) -> Result<(Server, bool), StartError> {
+    if plan.is_none() {
+        decided(false);
+    }
     let count = config.shard_count().expect("validated");
     let cpus = config.runtime.cores.as_ref().map(|c| c.cpus().expect("validated"));
     let memory = memory_stores(config);
     let spin = Duration::from_micros(config.runtime.spin_before_park_us);
     let mesh = MeshBuilder::full(count, MESH_CAPACITY);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, StartError>>();
-    let mut server = Server { threads: Vec::new(), stop: Vec::new(), ingest: Vec::new() };
+    let mut server = Server { threads: Vec::new(), stop: Vec::new(), ingest: Vec::new(), snapshot_orders: Vec::new() };
+    let (report_tx, report_rx) = std::sync::mpsc::channel();
+    let mut verdicts = Vec::new();
+    let offsets: Vec<_> = plan
+        .map(|p| p.manifest.offsets.iter().map(|o| (o.topic.clone(), o.partition, o.next)).collect())
+        .unwrap_or_default();
     for id in 0..count {
         let (stop_tx, stop_rx) = flume::bounded(1);
         let (ingest_tx, ingest_rx) = flume::bounded(INGEST_CAPACITY);
+        let (orders_tx, orders_rx) = flume::bounded(1);
+        let load = plan.map(|p| {
+            let (path, expected) = p.shard(id);
+            let (verdict_tx, verdict) = std::sync::mpsc::channel();
+            verdicts.push(verdict_tx);
+            ShardLoad { path, expected, offsets: offsets.clone(), report: report_tx.clone(), verdict }
+        });
         let placement = cpus.as_ref().map_or(Placement::Unbound, |c| Placement::Fixed(c[id]));
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}")).io_memory(IO_MEMORY);
         if !spin.is_zero() {
             builder = builder.spin_before_park(spin);
         }
-        let (mesh, shared, memory, ready) = (mesh.clone(), shared.clone(), memory.clone(), ready_tx.clone());
-        let run = ShardRun { id, count, address, memory, shared, stop: stop_rx, ingest: ingest_rx };
+        let (mesh, service, memory, ready) = (mesh.clone(), service.clone(), memory.clone(), ready_tx.clone());
+        let compressed = config.cache.stores.iter().map(StoreConfig::compressed).collect();
+        let (stop, ingest, orders) = (stop_rx, ingest_rx, orders_rx);
+        let run = ShardRun { id, count, address, memory, compressed, service, stop, ingest, orders, load };
         let handle = builder
             .spawn(move || async move { run.run(mesh, ready).await })
             .map_err(|source| StartError::Executor { shard: id, source })?;
         server.threads.push(handle);
         server.stop.push(stop_tx);
         server.ingest.push(ingest_tx);
+        server.snapshot_orders.push(orders_tx);
     }
     drop(ready_tx);
-    for _ in 0..count {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
+    drop(report_tx);
+    let loaded = plan.is_some() && load_verdict(&report_rx, count, verdicts, decided);
+    await_listening(&ready_rx, &mut server.threads)?;
+    Ok((server, loaded))
+}
+
+/// Waits until every shard listens. A shard thread that ended first (its
+/// executor could not be built, e.g. io_uring without enough locked memory)
+/// is joined for its own error, so the message names the cause; the other
+/// shards may be waiting for it in the mesh and would never report.
+fn await_listening(
+    ready: &std::sync::mpsc::Receiver<Result<usize, StartError>>,
+    threads: &mut Vec<glommio::ExecutorJoinHandle<()>>,
+) -> Result<(), StartError> {
+    let mut listening = 0;
+    while listening < threads.len() {
+        match ready.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(_)) => listening += 1,
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(StartError::Died(0)),
+            Err(gone) => {
+                if let Some(shard) = threads.iter().position(|t| t.is_finished()) {
+                    return Err(match threads.remove(shard).join() {
+                        Err(source) => StartError::Executor { shard, source },
+                        Ok(()) => StartError::Died(shard),
+                    });
+                }
+                if gone == std::sync::mpsc::RecvTimeoutError::Disconnected {
+                    return Err(StartError::Died(0));
+                }
+            }
         }
     }
-    Ok(server)
+    Ok(())
+}
+
+/// Collects every shard's load report and tells them all whether to keep
+/// what they read: only if every file was good.
+fn load_verdict(
+    reports: &std::sync::mpsc::Receiver<Result<u64, String>>,
+    count: usize,
+    verdicts: Vec<std::sync::mpsc::Sender<bool>>,
+    decided: &dyn Fn(bool),
+) -> bool {
+    let mut ok = true;
+    for _ in 0..count {
+        match reports.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(why)) => {
+                tracing::warn!("snapshot not used, replaying the topics from the beginning: {why}");
+                ok = false;
+            }
+            Err(_) => ok = false,
+        }
+    }
+    decided(ok);
+    for v in verdicts {
+        let _ = v.send(ok);
+    }
+    ok
 }
 
 impl Server {
@@ -101,30 +221,39 @@ impl Server {
 }
 
 /// Everything a shard thread starts with.
-struct ShardRun {
+struct ShardRun<S> {
     id: usize,
     count: usize,
     address: SocketAddr,
     memory: Vec<bool>,
-    shared: Arc<Shared>,
+    /// Stores kept zstd-compressed, indexed like `memory`.
+    compressed: Vec<bool>,
+    service: ServiceFactory<S>,
     stop: flume::Receiver<()>,
     ingest: flume::Receiver<IngestBatch>,
+    orders: flume::Receiver<snapshot::shard_file::WriteOrder>,
+    load: Option<ShardLoad>,
 }
 
-impl ShardRun {
-    async fn run(self, mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>, ready: std::sync::mpsc::Sender<Result<usize, StartError>>) {
+impl<S: ShardService> ShardRun<S> {
+    async fn run(
+        self,
+        mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+        ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
+    ) {
         let Ok((senders, receivers)) = mesh.join().await else {
+            if let Some(load) = &self.load {
+                let _ = load.report.send(Err(format!("shard {} stopped during start-up", self.id)));
+            }
             let _ = ready.send(Err(StartError::Died(self.id)));
             return;
         };
-        let shard = Rc::new(Shard::new(self.id, self.count, &self.memory));
-        let api = Rc::new(Api {
-            shard: shard.clone(),
-            mesh: Mesh::start(senders, receivers, shard.clone()),
-            shared: self.shared,
-            draining: Default::default(),
-            in_flight: Default::default(),
-        });
+        let shard = Rc::new(Shard::new(self.id, self.count, &self.memory).with_compression(&self.compressed));
+        if let Some(load) = &self.load {
+            load_snapshot(&shard, load, &self.memory);
+        }
+        glommio::spawn_local(snapshot::shard_file::serve_orders(self.orders.clone(), shard.clone())).detach();
+        let service = Rc::new((self.service)(shard.clone(), Mesh::start(senders, receivers, shard.clone())));
         glommio::spawn_local(apply_ingest(self.ingest, shard.clone())).detach();
         let listener = match TcpListener::bind(self.address) {
             Ok(l) => l,
@@ -135,25 +264,25 @@ impl ShardRun {
             }
         };
         let _ = ready.send(Ok(self.id));
-        futures_lite::future::or(accept_loop(&listener, api.clone()), async {
+        futures_lite::future::or(accept_loop(&listener, service.clone(), shard.clone()), async {
             let _ = self.stop.recv_async().await;
         })
         .await;
         drop(listener);
-        drain(&api).await;
+        drain(&*service).await;
     }
 }
 
-async fn accept_loop(listener: &TcpListener, api: Rc<Api>) {
+async fn accept_loop<S: ShardService>(listener: &TcpListener, service: Rc<S>, shard: Rc<Shard>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                let api = api.clone();
-                api.shard.metrics.borrow_mut().connections_accepted += 1;
+                let (service, shard) = (service.clone(), shard.clone());
+                shard.metrics.borrow_mut().connections_accepted += 1;
                 glommio::spawn_local(async move {
-                    api.shard.metrics.borrow_mut().connections_open += 1;
-                    connection::serve(stream, &api).await;
-                    api.shard.metrics.borrow_mut().connections_open -= 1;
+                    shard.metrics.borrow_mut().connections_open += 1;
+                    connection::serve_tcp(stream, &*service).await;
+                    shard.metrics.borrow_mut().connections_open -= 1;
                 })
                 .detach();
             }
@@ -167,19 +296,47 @@ async fn accept_loop(listener: &TcpListener, api: Rc<Api>) {
 }
 
 /// Marks the shard as draining and waits, bounded, for in-flight requests.
-async fn drain(api: &Api) {
-    api.draining.set(true);
+async fn drain(service: &impl ShardService) {
+    service.start_draining();
     let deadline = Instant::now() + DRAIN_LIMIT;
-    while api.in_flight.get() > 0 && Instant::now() < deadline {
+    while service.in_flight() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
 }
 
-/// Applies the consumer's batches in the order they arrive.
+/// Reads this shard's snapshot file, reports, and installs it if told to.
+fn load_snapshot(shard: &Shard, load: &ShardLoad, memory: &[bool]) {
+    let read = snapshot::shard_file::load(&load.path, &load.expected, memory);
+    let _ = load.report.send(read.as_ref().map(|l| l.bytes).map_err(Clone::clone));
+    let (Ok(read), Ok(true)) = (read, load.verdict.recv()) else { return };
+    for (index, store) in read.stores {
+        shard.install(index, store);
+    }
+    for (topic, partition, next) in &load.offsets {
+        shard.note_applied(topic, *partition, *next);
+    }
+}
+
+/// Applies the consumer's batches in the order they arrive, then records
+/// the positions a flush covers (waking readers parked on them) and
+/// acknowledges its mark. It yields after each batch: while a large topic is
+/// replayed the queue is never empty, and the shard's requests (health
+/// checks included) must still be answered meanwhile.
 async fn apply_ingest(batches: flume::Receiver<IngestBatch>, shard: Rc<Shard>) {
     while let Ok(batch) = batches.recv_async().await {
-        for (store, change) in batch {
-            shard.apply(store, change);
+        apply_batch(&shard, batch);
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Applies one batch on this thread (also used by tests).
+pub fn apply_batch(shard: &Shard, batch: IngestBatch) {
+    for (store, change) in batch.changes {
+        shard.apply(store, change);
+    }
+    if let Some(ack) = batch.mark {
+        for (topic, partition, next) in &ack.0.positions {
+            shard.applied.advance(topic, *partition, *next);
         }
     }
 }

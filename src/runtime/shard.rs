@@ -2,33 +2,13 @@
 //! request metrics. Only the shard's own thread touches a `Shard`; other
 //! threads reach it with messages (`mesh` for shards, `ingest` for Kafka).
 
+use super::applied::Applied;
 use crate::metrics::{ShardMetrics, ShardSnapshot, StoreSize};
+pub use crate::placement::{owner_of, Change};
 use crate::store::entry::Entry;
+use crate::store::listing::{KeySlice, SLICE};
 use crate::store::memory::MemoryStore;
 use std::cell::RefCell;
-use std::hash::BuildHasher;
-
-/// Fixed seed: every thread, and every restart, must agree on owners.
-const OWNER_SEED: u64 = 0x5eed_0f0a_11ca_5e00;
-
-/// The one function that decides which shard owns a key. It is seeded apart
-/// from the shard maps' own hashers, so a shard's keys still spread evenly
-/// over its map's buckets.
-pub fn owner_of(key: &[u8], shards: usize) -> usize {
-    if shards <= 1 {
-        return 0;
-    }
-    let h = foldhash::fast::FixedState::with_seed(OWNER_SEED).hash_one(key);
-    // Lemire's range reduction on the high half: uniform, no division.
-    (((h >> 32) * shards as u64) >> 32) as usize
-}
-
-/// A change to one key of one store, applied by the key's owner.
-#[derive(Debug)]
-pub enum Change {
-    Upsert(Entry),
-    Delete(Box<[u8]>),
-}
 
 pub struct Shard {
     pub id: usize,
@@ -36,16 +16,23 @@ pub struct Shard {
     /// Indexed like `cache.stores`; `None` for stores kept elsewhere (Redis).
     stores: RefCell<Vec<Option<MemoryStore>>>,
     pub metrics: RefCell<ShardMetrics>,
+    /// Kafka positions applied here, and readers waiting for one.
+    pub applied: Applied,
 }
 
 impl Shard {
     pub fn new(id: usize, count: usize, memory_stores: &[bool]) -> Shard {
         let stores = memory_stores.iter().map(|m| m.then(MemoryStore::default)).collect();
-        Shard { id, count, stores: RefCell::new(stores), metrics: RefCell::new(ShardMetrics::default()) }
+        let metrics = RefCell::new(ShardMetrics::default());
+        Shard { id, count, stores: RefCell::new(stores), metrics, applied: Applied::default() }
     }
 
-    pub fn owns(&self, key: &[u8]) -> bool {
-        owner_of(key, self.count) == self.id
+    /// Keeps the bodies of the stores flagged in `compressed` zstd-compressed.
+    pub fn with_compression(self, compressed: &[bool]) -> Shard {
+        for (slot, _) in self.stores.borrow_mut().iter_mut().zip(compressed).filter(|(s, c)| **c && s.is_some()) {
+            *slot = Some(MemoryStore::compressed());
+        }
+        self
     }
 
     /// Runs `f` on the entry for `key` without cloning it.
@@ -62,6 +49,11 @@ impl Shard {
         self.with_store(store, |s| s.insert_new(entry)).unwrap_or(false)
     }
 
+    /// Stores `entry` whether or not its key exists; returns what it replaced.
+    pub fn upsert(&self, store: usize, entry: Entry) -> Option<Entry> {
+        self.with_store(store, |s| s.upsert(entry)).flatten()
+    }
+
     pub fn remove(&self, store: usize, key: &[u8]) -> Option<Entry> {
         self.with_store(store, |s| s.remove(key)).flatten()
     }
@@ -73,8 +65,51 @@ impl Shard {
         });
     }
 
-    pub fn keys(&self, store: usize, filter: &str) -> Vec<String> {
-        self.with_store(store, |s| s.keys(filter)).unwrap_or_default()
+    /// One bounded slice of the store's keys after `after` (see `MemoryStore::keys_after`).
+    pub fn keys_after(&self, store: usize, after: Option<&[u8]>, filter: &str, need: usize) -> KeySlice {
+        let stores = self.stores.borrow();
+        let Some(s) = stores.get(store).and_then(Option::as_ref) else { return KeySlice::default() };
+        s.keys_after(after, filter, need, SLICE)
+    }
+
+    /// Records that the stores include every record below `next` on the
+    /// partition (a snapshot loaded at start).
+    pub fn note_applied(&self, topic: &str, partition: i32, next: i64) {
+        self.applied.advance(topic, partition, next);
+    }
+
+    /// (topic, partition, next offset) for every partition applied so far.
+    pub fn applied_positions(&self) -> Vec<(String, i32, i64)> {
+        self.applied.positions()
+    }
+
+    /// Pins every in-memory store for a snapshot (see `MemoryStore::pin`):
+    /// per store index, its entries as they are now; `None` for other stores.
+    ///
+    /// # Safety
+    /// `unpin_all` must be called after the last use of the returned copies.
+    pub unsafe fn pin_all(&self) -> Vec<Option<Vec<std::mem::ManuallyDrop<Entry>>>> {
+        let mut stores = self.stores.borrow_mut();
+        // SAFETY: passed on to the caller.
+        stores.iter_mut().map(|s| s.as_mut().map(|m| unsafe { m.pin() })).collect()
+    }
+
+    /// Ends the pin of `pin_all`, returning the entries it kept alive.
+    pub fn unpin_all(&self) -> Vec<Entry> {
+        self.stores.borrow_mut().iter_mut().flatten().flat_map(MemoryStore::unpin).collect()
+    }
+
+    /// Replaces an in-memory store's contents (a snapshot loaded at start).
+    /// A compressed store keeps its compressor: the snapshot's plain bodies
+    /// go through it like any new record.
+    pub fn install(&self, store: usize, contents: MemoryStore) {
+        self.with_store(store, |s| {
+            if s.is_compressed() {
+                contents.iter().for_each(|e| drop(s.upsert(e.clone())));
+            } else {
+                *s = contents;
+            }
+        });
     }
 
     fn with_store<R>(&self, store: usize, f: impl FnOnce(&mut MemoryStore) -> R) -> Option<R> {
@@ -83,13 +118,19 @@ impl Shard {
     }
 
     pub fn snapshot(&self) -> ShardSnapshot {
-        let stores = self
-            .stores
-            .borrow()
-            .iter()
-            .map(|s| s.as_ref().map(|m| StoreSize { entries: m.len() as u64, bytes: m.bytes() as u64 }))
-            .collect();
+        let stores = self.stores.borrow().iter().map(|s| s.as_ref().map(store_size)).collect();
         ShardSnapshot { shard: self.id, metrics: self.metrics.borrow().clone(), stores }
+    }
+}
+
+fn store_size(m: &MemoryStore) -> StoreSize {
+    let (trainings, dictionaries) = m.dictionaries();
+    StoreSize {
+        entries: m.len() as u64,
+        bytes: m.bytes() as u64,
+        raw_bytes: m.raw_bytes() as u64,
+        dictionaries: dictionaries as u64,
+        trainings,
     }
 }
 
