@@ -15,6 +15,8 @@ pub struct Route {
     /// Index of the store in `cache.stores`.
     pub store: usize,
     pub key_field: String,
+    /// The store's projection: top-level fields a write keeps (empty: all).
+    pub fields: Vec<String>,
     /// Status line, content type and `Cache-Control` of a 200, pre-built.
     pub ok_prefix: Vec<u8>,
     /// The `Cache-Control` header line alone, for 304s.
@@ -24,11 +26,22 @@ pub struct Route {
 /// What a request path addresses.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Target<'a> {
-    Item { route: usize, key: Cow<'a, str> },
-    Collection { route: usize, query: &'a [u8] },
+    Item {
+        route: usize,
+        key: Cow<'a, str>,
+    },
+    Collection {
+        route: usize,
+        query: &'a [u8],
+    },
     Live,
     Ready,
     Metrics,
+    /// `/`: the status page for a person.
+    StatusPage,
+    /// `/status`: the status page's figures as JSON.
+    Status,
+    Offsets,
 }
 
 /// Why a path cannot be served.
@@ -39,7 +52,7 @@ pub enum Miss {
     BadKey,
 }
 
-pub const ITEM_METHODS: &str = "GET, HEAD, DELETE";
+pub const ITEM_METHODS: &str = "GET, HEAD, PUT, DELETE";
 pub const COLLECTION_METHODS: &str = "GET, HEAD, POST";
 pub const OPS_METHODS: &str = "GET, HEAD";
 
@@ -55,10 +68,16 @@ impl Router {
             .cache
             .routes
             .iter()
-            .map(|r| Route {
+            .map(|r| {
+                let store =
+                    stores.iter().position(|s| s.name() == r.store).expect("routes are validated against stores");
+                (r, store)
+            })
+            .map(|(r, store)| Route {
                 full_path: format!("{}{}", config.webservice.prefix, r.path),
-                store: stores.iter().position(|s| s.name() == r.store).expect("routes are validated against stores"),
+                store,
                 key_field: r.key_field.clone(),
+                fields: stores[store].fields().to_vec(),
                 ok_prefix: ok_json_prefix(config.kafka.cache_max_age_seconds),
                 cache_control: cache_control(config.kafka.cache_max_age_seconds),
             })
@@ -72,6 +91,9 @@ impl Router {
             b"/health/live" => return Ok(Target::Live),
             b"/health/ready" => return Ok(Target::Ready),
             b"/metrics" => return Ok(Target::Metrics),
+            b"/" => return Ok(Target::StatusPage),
+            b"/status" => return Ok(Target::Status),
+            b"/offsets" => return Ok(Target::Offsets),
             _ => {}
         }
         for (i, route) in self.routes.iter().enumerate() {
@@ -98,6 +120,14 @@ fn decode_key(raw: &[u8]) -> Result<Cow<'_, str>, Miss> {
 }
 
 impl Target<'_> {
+    /// The route an item or collection target belongs to.
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Target::Item { route, .. } | Target::Collection { route, .. } => Some(*route),
+            _ => None,
+        }
+    }
+
     /// The methods this target answers, for 405's `Allow` header.
     pub fn allowed(&self) -> &'static str {
         match self {
@@ -111,7 +141,7 @@ impl Target<'_> {
         matches!(
             (self, method),
             (_, Method::Get | Method::Head)
-                | (Target::Item { .. }, Method::Delete)
+                | (Target::Item { .. }, Method::Put | Method::Delete)
                 | (Target::Collection { .. }, Method::Post)
         )
     }
@@ -151,6 +181,8 @@ cache:
         assert_eq!(r.routes[0].store, 1);
         assert_eq!(r.resolve(b"/health/ready"), Ok(Target::Ready));
         assert_eq!(r.resolve(b"/metrics?x"), Ok(Target::Metrics));
+        assert_eq!(r.resolve(b"/"), Ok(Target::StatusPage));
+        assert_eq!(r.resolve(b"/status"), Ok(Target::Status));
     }
 
     #[test]
@@ -163,7 +195,7 @@ cache:
     #[test]
     fn unknown_paths_are_not_found() {
         let r = router();
-        for p in [&b"/"[..], b"/api", b"/api/customers/", b"/api/customersx/1", b"/api/other/1", b"/health"] {
+        for p in [&b"/api"[..], b"/api/customers/", b"/api/customersx/1", b"/api/other/1", b"/health"] {
             assert_eq!(r.resolve(p), Err(Miss::NotFound), "{}", String::from_utf8_lossy(p));
         }
     }
@@ -171,9 +203,9 @@ cache:
     #[test]
     fn methods_per_target() {
         let item = Target::Item { route: 0, key: "k".into() };
-        assert!(item.allows(Method::Delete) && !item.allows(Method::Post));
+        assert!(item.allows(Method::Delete) && item.allows(Method::Put) && !item.allows(Method::Post));
         let coll = Target::Collection { route: 0, query: b"" };
-        assert!(coll.allows(Method::Post) && !coll.allows(Method::Delete));
+        assert!(coll.allows(Method::Post) && !coll.allows(Method::Delete) && !coll.allows(Method::Put));
         assert!(!Target::Live.allows(Method::Put));
         assert_eq!(Target::Live.allowed(), OPS_METHODS);
     }
