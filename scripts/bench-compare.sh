@@ -9,17 +9,21 @@
 # readiness) and is loaded over HTTP with pipelined POSTs.
 # Env: PEERS_DIR (../shared/peers), SERVER_CPU (0), CLIENT_CPU (1), KEYS (100000),
 #      PUSH_CACHE_PORT (8089), AXUM_PORT (8090), ROUNDS (5), DURATION (5s), CONNS (64),
-#      SKIP_BUILD (1: use the binaries already built), NO_NGINX (1: leave nginx out).
+#      SKIP_BUILD (1: use the binaries already built), NO_NGINX (1: leave nginx out),
+#      BASELINE_BIN (another push-cache binary, e.g. a copy of the previous build, run as
+#      push-cache-base on BASELINE_PORT (8094) in the same interleaved rounds).
 # nginx's port (8091) is fixed by the peers' nginx.conf.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers=$(cd "${PEERS_DIR:-$repo/../shared/peers}" 2>/dev/null && pwd) \
   || { echo "bench-compare: no peers directory at ${PEERS_DIR:-$repo/../shared/peers} (set PEERS_DIR)" >&2; exit 1; }
 server_cpu=${SERVER_CPU:-0}; client_cpu=${CLIENT_CPU:-1}; keys=${KEYS:-100000}
-pc_port=${PUSH_CACHE_PORT:-8089}; axum_port=${AXUM_PORT:-8090}; nginx_port=8091
+pc_port=${PUSH_CACHE_PORT:-8089}; axum_port=${AXUM_PORT:-8090}; nginx_port=8091; base_port=${BASELINE_PORT:-8094}
 export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} CLIENT_CPU=$client_cpu KEYS=$keys
 
-die() { echo "bench-compare: $*" >&2; exit 1; }
+bench_name=bench-compare
+# shellcheck source=scripts/bench-lib.sh
+source "$repo/scripts/bench-lib.sh"
 for tool in wrk taskset bc curl python3 cargo; do
   command -v "$tool" >/dev/null || die "$tool is missing (apt-get install wrk util-linux bc curl python3; cargo from rustup)"
 done
@@ -29,8 +33,9 @@ elif ! command -v nginx >/dev/null; then
   echo "bench-compare: nginx not installed (apt-get install nginx-light); comparing without it" >&2; use_nginx=""
 fi
 
-port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-for p in "$pc_port" "$axum_port" ${use_nginx:+$nginx_port}; do
+base_bin=${BASELINE_BIN:-}
+[ -z "$base_bin" ] || [ -x "$base_bin" ] || die "BASELINE_BIN $base_bin is not an executable"
+for p in "$pc_port" "$axum_port" ${use_nginx:+$nginx_port} ${base_bin:+$base_port}; do
   port_busy "$p" && die "port $p is already in use; stop what holds it (ss -ltnp 'sport = :$p') or pick other ports"
 done
 
@@ -45,45 +50,27 @@ axum_bin=$peers/axum-dashmap/target/release/axum-dashmap-peer
 [ -x "$axum_bin" ] || die "$axum_bin is missing: cargo build --release --manifest-path $peers/axum-dashmap/Cargo.toml"
 
 tmp=$(mktemp -d /tmp/bench-compare.XXXXXX)
-started=(); compare_pid=""
-kill_tree() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done; kill -TERM "$1" 2>/dev/null || true; }
-stop_all() {
-  local p
-  [ -n "$compare_pid" ] && kill_tree "$compare_pid" # interrupted mid-run: compare.sh and its wrk
-  for p in "${started[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${started[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-wait_port() { # port, pid, name, log
-  local i
-  for ((i = 0; i < 600; i++)); do
-    kill -0 "$2" 2>/dev/null || { cat "$4" >&2; die "$3 exited during start-up (log above)"; }
-    port_busy "$1" && return 0
-    sleep 0.1
-  done
-  die "$3 did not listen on port $1 within 60 s (log: $4)"
-}
-
 # Push Cache: one shard on SERVER_CPU, the whole process pinned there too.
-cat >"$tmp/push-cache.yaml" <<YAML
+start_push_cache() { # name, binary, port; sets started_pid
+  cat >"$tmp/$1.yaml" <<YAML
 webservice:
-  address: 127.0.0.1:$pc_port
+  address: 127.0.0.1:$3
 kafka: {brokers: '127.0.0.1:1', group_id: bench-compare, topic: customers, schema_registry_url: 'http://127.0.0.1:1'}
 cache:
   stores: [{name: customers, type: in_memory}]
   routes: [{path: /users, store: customers}]
 runtime: {shards: 1, cores: [$server_cpu]}
 YAML
-taskset -c "$server_cpu" "$pc_bin" --config "$tmp/push-cache.yaml" --secrets "$tmp/secrets" >"$tmp/push-cache.log" 2>&1 &
-pc_pid=$!; started+=("$pc_pid")
-wait_port "$pc_port" "$pc_pid" push-cache "$tmp/push-cache.log"
+  taskset -c "$server_cpu" "$2" --config "$tmp/$1.yaml" --secrets "$tmp/secrets-$1" >"$tmp/$1.log" 2>&1 &
+  started_pid=$!; started+=("$started_pid")
+  wait_port "$3" "$started_pid" "$1" "$tmp/$1.log"
+  echo "loading $keys customers into $1 over HTTP..."
+  load_customers "$3"
+}
 
-echo "loading $keys customers into push-cache over HTTP..."
 # The axum peer's body: serde_json of its Customer struct, fields in order, compact.
-taskset -c "$client_cpu" python3 - 127.0.0.1 "$pc_port" /api/users "$keys" <<'PY'
+load_customers() { # port
+taskset -c "$client_cpu" python3 - 127.0.0.1 "$1" /api/users "$keys" <<'PY'
 import json, socket, sys
 host, port, route, n = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4])
 def body(i):
@@ -117,6 +104,14 @@ print("push-cache POST answers: " + ", ".join(f"{k} x {v}" for k, v in sorted(co
 if set(counts) - {"201", "409"}:
     sys.exit("unexpected answers while loading")
 PY
+}
+
+start_push_cache push-cache "$pc_bin" "$pc_port"
+pc_pid=$started_pid
+if [ -n "$base_bin" ]; then
+  start_push_cache push-cache-base "$base_bin" "$base_port"
+  base_pid=$started_pid
+fi
 
 # The axum + DashMap peer builds its customers itself.
 taskset -c "$server_cpu" "$axum_bin" "127.0.0.1:$axum_port" "$keys" 1 >"$tmp/axum.log" 2>&1 &
@@ -124,6 +119,7 @@ axum_pid=$!; started+=("$axum_pid")
 wait_port "$axum_port" "$axum_pid" axum-dashmap-peer "$tmp/axum.log"
 
 targets=("push-cache=http://127.0.0.1:$pc_port/api/users@$pc_pid")
+[ -z "$base_bin" ] || targets+=("push-cache-base=http://127.0.0.1:$base_port/api/users@$base_pid")
 if [ -n "$use_nginx" ]; then
   mkdir -p "$tmp/nginx/logs"
   taskset -c "$server_cpu" nginx -c "$peers/nginx.conf" -p "$tmp/nginx/" >"$tmp/nginx.log" 2>&1 &
