@@ -6,7 +6,7 @@ BASE_URL ?= http://127.0.0.1:8080
 
 .PHONY: help deps build release test test-unit clippy run stop stack-up stack-status registry \
 	populate-customers populate-bills populate-usage populate-tickets populate-help \
-	bench bench-compare loadtest perf perf-stat latency check fuzz soak memory docker compose-redis compose-kafka-zk compose-kafka-kraft clean
+	bench bench-compare bench-shards loadtest perf perf-stat latency check fuzz soak memory restart docker compose-redis compose-kafka-zk compose-kafka-kraft clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench: ## criterion benchmarks (BENCH_MAX_ENTRIES caps cache_benchmark sizes)
 bench-compare: ## push-cache vs nginx vs axum+DashMap (../shared/peers), 100k customers each, servers on CPU 0, wrk on CPU 1
 	bash scripts/bench-compare.sh
 
+bench-shards: ## two shards (forwarding) vs two single-shard replicas on the same CPUs and port, wrk beside them
+	bash scripts/bench-shards.sh
+
 loadtest: ## wrk load test of a running server at BASE_URL (ROUTE, DURATION, CONNS, SCRIPT)
 	BASE_URL=$(BASE_URL) bash scripts/load-test.sh
 
@@ -88,6 +91,9 @@ soak: ## SOAK_SECONDS (300) of GET load with concurrent updates and tombstones, 
 
 memory: ## resident memory against the raw bytes of COUNT (1000000) replayed customers, on the local stack
 	bash scripts/memory.sh
+
+restart: ## cold replay against warm restart from the SIGTERM snapshot: COUNT (1000000) customers on the local stack
+	bash scripts/restart.sh
 
 latency: ## produce-to-visible latency: a fresh topic on the local stack and a push-cache of its own
 	bash scripts/latency.sh

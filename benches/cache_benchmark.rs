@@ -20,7 +20,12 @@ fn body(i: usize) -> String {
 }
 
 fn entry(i: usize) -> Entry {
-    Entry::from_parts(key(i).as_bytes(), format!("\"{}\"", 1_700_000_500_000u64 + i as u64).as_bytes(), body(i).as_bytes()).unwrap()
+    Entry::from_parts(
+        key(i).as_bytes(),
+        format!("\"{}\"", 1_700_000_500_000u64 + i as u64).as_bytes(),
+        body(i).as_bytes(),
+    )
+    .unwrap()
 }
 
 /// Visits every index once in a scattered order (a large odd stride).
@@ -92,5 +97,40 @@ fn overwrites(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups, overwrites);
+/// A GET's store work: look the entry up and copy its body into a reused
+/// response buffer, for a plain and a `compression: zstd` store holding the
+/// same 100 000 populate-tool customers (decompressing into the buffer).
+fn get_copy(c: &mut Criterion) {
+    let mut rng = push_cache_sample::Rng::new(7);
+    let n = 100_000;
+    let entries: Vec<Entry> = (0..n as u64)
+        .map(|i| {
+            let s = push_cache_sample::record(push_cache_sample::Kind::Customer, i, 0, &mut rng);
+            Entry::from_parts(s.key.as_bytes(), b"\"1\"", &serde_json::to_vec(&s.json).unwrap()).unwrap()
+        })
+        .collect();
+    let mut group = c.benchmark_group("get_copy");
+    group.throughput(Throughput::Elements(1));
+    for (name, mut store) in [("plain", MemoryStore::default()), ("zstd", MemoryStore::compressed())] {
+        entries.iter().for_each(|e| drop(store.upsert(e.clone())));
+        store.settle();
+        eprintln!(
+            "get_copy/{name}: entries hold {:.3}x their raw bytes",
+            store.bytes() as f64 / store.raw_bytes() as f64
+        );
+        let keys = scattered(n);
+        let (mut i, mut out) = (0, Vec::with_capacity(4096));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                out.clear();
+                store.get(keys[i].as_bytes()).unwrap().write_body(&mut out).unwrap();
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookups, overwrites, get_copy);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //!   of the project's `Envelope`s, each with its own `Shard` and `Mesh`
 //!   (`Mesh::start`, as `runtime` does). Mesh peer 0 owns every key (its
 //!   `Shard`'s `MemoryStore`); the other C are requesters that await
-//!   `Mesh::call(0, Request::Get { .. })` one at a time, which is what a shard
+//!   `Mesh::call(0, ShardCall::Get { .. })` one at a time, which is what a shard
 //!   does for a GET whose key another shard owns, minus the HTTP. The owner
 //!   answers with `execute`, as in the server. So this measures one owner
 //!   serving C forwarding shards, channel wake-ups included: the executors
@@ -28,7 +28,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use dashmap::DashMap;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
-use push_cache::runtime::mesh::{Envelope, Mesh, Reply, Request};
+use push_cache::runtime::mesh::{Envelope, Mesh, ShardCall, ShardReply};
 use push_cache::runtime::shard::{Change, Shard};
 use push_cache::store::entry::Entry;
 use std::rc::Rc;
@@ -49,7 +49,8 @@ fn entry(i: usize) -> Entry {
         1_700_000_000_000u64 + i as u64,
         1_700_000_500_000u64 + i as u64
     );
-    Entry::from_parts(key(i).as_bytes(), format!("\"{}\"", 1_700_000_500_000u64 + i as u64).as_bytes(), body.as_bytes()).unwrap()
+    Entry::from_parts(key(i).as_bytes(), format!("\"{}\"", 1_700_000_500_000u64 + i as u64).as_bytes(), body.as_bytes())
+        .unwrap()
 }
 
 /// Every key once in a scattered order, starting at a requester's own offset.
@@ -88,8 +89,8 @@ impl Pool {
 async fn lookups(mesh: &Mesh, keys: &[Box<[u8]>], mut next: usize, n: u64) -> usize {
     for _ in 0..n {
         next = (next + 1) % keys.len();
-        match mesh.call(0, Request::Get { store: 0, key: keys[next].clone() }).await {
-            Ok(Reply::Entry(e)) => drop(black_box(e.expect("the owner has every key"))),
+        match mesh.call(0, ShardCall::Get { store: 0, key: keys[next].clone() }).await {
+            Ok(ShardReply::Entry(e)) => drop(black_box(e.expect("the owner has every key"))),
             other => panic!("unexpected reply {other:?}"),
         }
     }
@@ -176,7 +177,8 @@ fn dashmap_pool(threads: usize, map: &Arc<DashMap<String, Entry>>) -> Pool {
         work.push(tx);
         let (map, done_tx) = (map.clone(), done_tx.clone());
         handles.push(std::thread::spawn(move || {
-            let keys: Vec<String> = scattered((t + 1) * 7_919).into_iter().map(|k| String::from_utf8(k.into()).unwrap()).collect();
+            let keys: Vec<String> =
+                scattered((t + 1) * 7_919).into_iter().map(|k| String::from_utf8(k.into()).unwrap()).collect();
             let mut next = 0;
             while let Ok(n) = rx.recv() {
                 for _ in 0..n {

@@ -57,7 +57,11 @@ fn etag_of(conn: &mut TcpStream, host: &str, path: &str) -> Option<String> {
         buf.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&buf);
         if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let len: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 let etag = text.lines().find_map(|l| l.strip_prefix("ETag: ")).map(str::to_string);
                 return if text.starts_with("HTTP/1.1 200") { etag } else { None };
@@ -67,10 +71,19 @@ fn etag_of(conn: &mut TcpStream, host: &str, path: &str) -> Option<String> {
 }
 
 fn main() {
-    let (brokers, registry, url) = (arg("--brokers", "127.0.0.1:9092"), arg("--registry", "http://127.0.0.1:8081"), arg("--url", "http://127.0.0.1:8080/api/customers"));
-    let (topic, count): (String, u64) = (arg("--topic", "customers"), arg("--count", "500").parse().expect("--count N"));
-    let id = RegistryClient::new(&registry).expect("registry URL").register(&format!("{topic}-value"), SCHEMA).expect("register schema");
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "0").create().expect("producer");
+    let (brokers, registry, url) = (
+        arg("--brokers", "127.0.0.1:9092"),
+        arg("--registry", "http://127.0.0.1:8081"),
+        arg("--url", "http://127.0.0.1:8080/api/customers"),
+    );
+    let (topic, count): (String, u64) =
+        (arg("--topic", "customers"), arg("--count", "500").parse().expect("--count N"));
+    let id = RegistryClient::new(&registry)
+        .expect("registry URL")
+        .register(&format!("{topic}-value"), SCHEMA)
+        .expect("register schema");
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "0").create().expect("producer");
     let rest = url.strip_prefix("http://").expect("http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut conn = TcpStream::connect(host).expect("connect to the cache");
@@ -112,7 +125,11 @@ fn main() {
         ms(&hist, 0.99),
         hist.max() as f64 / 1000.0
     );
-    println!("of which produce-to-acknowledged (the broker): p50 {:.2} ms, p99 {:.2} ms", ms(&acked, 0.5), ms(&acked, 0.99));
+    println!(
+        "of which produce-to-acknowledged (the broker): p50 {:.2} ms, p99 {:.2} ms",
+        ms(&acked, 0.5),
+        ms(&acked, 0.99)
+    );
     println!(
         "acknowledged-to-visible (fetch, decode, apply, GET): p50 {:.2} ms, p99 {:.2} ms",
         ms(&after_ack, 0.5),

@@ -1,5 +1,5 @@
 //! Configuration: a YAML file merged with `APP_` environment variables and a
-//! secrets directory, loaded with figment (SPEC section 4).
+//! secrets directory, loaded with figment.
 //!
 //! Every struct denies unknown keys, so a typo stops start-up instead of being
 //! silently ignored; errors name the key and what was expected.
@@ -28,6 +28,32 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
+/// A Redis store names one server (`url`) or a cluster (`cluster_nodes`), not both.
+fn validate_redis_target(i: usize, url: Option<&str>, nodes: &[String]) -> Result<(), ConfigError> {
+    let is_url = |u: &str| u.contains("://") && redis::parse_redis_url(u).is_some();
+    let key = |field: &str| format!("cache.stores[{i}]{field}");
+    match (url, nodes.is_empty()) {
+        (Some(_), false) => {
+            Err(invalid(key(""), "give either `url` (one Redis) or `cluster_nodes` (a Redis Cluster), not both"))
+        }
+        (None, true) => Err(invalid(
+            key(".url"),
+            "required: a URL like redis://host:6379, or `cluster_nodes: [redis://host:7000, ...]`",
+        )),
+        (Some(u), true) if !is_url(u) => {
+            Err(invalid(key(".url"), "expected a URL like redis://[user:password@]host:6379[/db]"))
+        }
+        (None, false) => match nodes.iter().position(|n| !is_url(n)) {
+            Some(j) => {
+                let problem = "expected a URL like redis://[user:password@]host:7000";
+                Err(invalid(key(&format!(".cluster_nodes[{j}]")), problem))
+            }
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), problem: problem.into() }
 }
@@ -41,6 +67,24 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+}
+
+/// Warm restarts: where the shards write their snapshots and how often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Directory of the snapshot files; `None` (the default): no snapshots.
+    pub dir: Option<std::path::PathBuf>,
+    /// Seconds between snapshots while serving (one is also written at stop).
+    pub interval_seconds: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig { dir: None, interval_seconds: 300 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,7 +107,7 @@ impl Default for WebConfig {
     }
 }
 
-/// Per-connection limits of SPEC section 3.
+/// Per-connection limits: header and body sizes, timeouts, waits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -75,6 +119,12 @@ pub struct Limits {
     pub header_timeout_ms: u64,
     /// Time an idle keep-alive connection is kept open.
     pub idle_timeout_ms: u64,
+    /// Longest a GET with `min_offset` waits for its position (504 after it).
+    pub min_offset_wait_ms: u64,
+    /// Time allowed to receive a request's whole body, from the end of its head (408 after it).
+    pub body_timeout_ms: u64,
+    /// Longest a `writes: kafka` request waits for the broker's acknowledgement (503 after it).
+    pub write_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -84,6 +134,9 @@ impl Default for Limits {
             body_bytes: 1024 * 1024,
             header_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            min_offset_wait_ms: 1_000,
+            body_timeout_ms: 30_000,
+            write_timeout_ms: 5_000,
         }
     }
 }
@@ -94,6 +147,15 @@ impl Limits {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn min_offset_wait(&self) -> Duration {
+        Duration::from_millis(self.min_offset_wait_ms)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
 }
 
@@ -114,6 +176,22 @@ pub struct KafkaConfig {
     pub sasl_username: Option<String>,
     #[serde(default)]
     pub sasl_password: Option<String>,
+    /// How message keys become cache keys: `auto` decodes keys in the
+    /// Confluent wire format with their schema, `string` takes every key's bytes.
+    #[serde(default)]
+    pub key_format: KeyFormat,
+}
+
+/// `kafka.key_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFormat {
+    /// A key framed as Confluent Avro, Protobuf or JSON Schema with a schema
+    /// the registry knows is decoded; any other key is its UTF-8 text.
+    #[default]
+    Auto,
+    /// Every key is its UTF-8 text.
+    String,
 }
 
 fn default_redis_timeout() -> u64 {
@@ -155,21 +233,47 @@ pub enum StoreConfig {
         name: String,
         #[serde(default)]
         schemas: Vec<String>,
+        /// Top-level fields each record keeps (empty: the whole record).
+        #[serde(default)]
+        fields: Vec<String>,
+        /// `zstd`: keep bodies compressed with dictionaries trained on the records.
+        #[serde(default)]
+        compression: Option<Compression>,
     },
     Redis {
         name: String,
-        url: String,
+        /// One Redis server: `redis://[user:password@]host:6379[/db]`.
+        #[serde(default)]
+        url: Option<String>,
+        /// The nodes of a Redis Cluster (any reachable subset): `redis://` URLs.
+        #[serde(default)]
+        cluster_nodes: Vec<String>,
         #[serde(default)]
         prefix: Option<String>,
         #[serde(default)]
         schemas: Vec<String>,
+        /// Top-level fields each record keeps (empty: the whole record).
+        #[serde(default)]
+        fields: Vec<String>,
         /// How long a request waits for Redis before answering 503.
         #[serde(default = "default_redis_timeout")]
         timeout_ms: u64,
     },
 }
 
+/// How an in-memory store keeps its bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    Zstd,
+}
+
 impl StoreConfig {
+    /// True for an in-memory store with `compression: zstd`.
+    pub fn compressed(&self) -> bool {
+        matches!(self, StoreConfig::InMemory { compression: Some(Compression::Zstd), .. })
+    }
+
     pub fn name(&self) -> &str {
         match self {
             StoreConfig::InMemory { name, .. } | StoreConfig::Redis { name, .. } => name,
@@ -179,6 +283,13 @@ impl StoreConfig {
     pub fn schemas(&self) -> &[String] {
         match self {
             StoreConfig::InMemory { schemas, .. } | StoreConfig::Redis { schemas, .. } => schemas,
+        }
+    }
+
+    /// The projection: top-level fields each record keeps (empty: all).
+    pub fn fields(&self) -> &[String] {
+        match self {
+            StoreConfig::InMemory { fields, .. } | StoreConfig::Redis { fields, .. } => fields,
         }
     }
 
@@ -196,6 +307,22 @@ pub struct RouteConfig {
     pub store: String,
     #[serde(default = "default_key_field")]
     pub key_field: String,
+    /// Where POST, PUT and DELETE go: the cache (default) or `topic` in Kafka.
+    #[serde(default)]
+    pub writes: Writes,
+    /// The topic `writes: kafka` produces to; one of `kafka.topic`.
+    #[serde(default)]
+    pub topic: Option<String>,
+}
+
+/// `writes: cache` changes the cache only; `writes: kafka` produces the
+/// write to the route's topic and answers once it is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Writes {
+    #[default]
+    Cache,
+    Kafka,
 }
 
 fn default_key_field() -> String {
@@ -232,12 +359,17 @@ impl<'de> Deserialize<'de> for Shards {
                 Ok(Shards::Count(n as usize))
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Shards, E> {
-                usize::try_from(n).map(Shards::Count).map_err(|_| E::custom("expected `auto` or a positive number of shards"))
+                usize::try_from(n)
+                    .map(Shards::Count)
+                    .map_err(|_| E::custom("expected `auto` or a positive number of shards"))
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Shards, E> {
                 match s {
                     "auto" => Ok(Shards::Auto),
-                    n => n.parse().map(Shards::Count).map_err(|_| E::custom(format!("expected `auto` or a number of shards, found `{s}`"))),
+                    n => n
+                        .parse()
+                        .map(Shards::Count)
+                        .map_err(|_| E::custom(format!("expected `auto` or a number of shards, found `{s}`"))),
                 }
             }
         }
@@ -327,19 +459,33 @@ impl Config {
             invalid("webservice.address", format!("expected host:port like 0.0.0.0:8080, found `{}`", web.address))
         })?;
         if !(web.prefix.is_empty() || web.prefix.starts_with('/') && !web.prefix.ends_with('/')) {
-            return Err(invalid("webservice.prefix", "expected empty or a path like `/api` (leading slash, no trailing slash)"));
+            return Err(invalid(
+                "webservice.prefix",
+                "expected empty or a path like `/api` (leading slash, no trailing slash)",
+            ));
         }
-        if web.limits.header_bytes < 256 || web.limits.header_timeout_ms == 0 || web.limits.idle_timeout_ms == 0 {
+        let limits = &web.limits;
+        let timeouts =
+            [limits.header_timeout_ms, limits.idle_timeout_ms, limits.body_timeout_ms, limits.write_timeout_ms];
+        if web.limits.header_bytes < 256 || timeouts.contains(&0) {
             return Err(invalid("webservice.limits", "header_bytes must be at least 256 and timeouts above 0"));
         }
         self.validate_kafka()?;
         self.validate_cache()?;
-        self.validate_runtime()
+        self.validate_runtime()?;
+        if self.snapshot.dir.is_some() && self.snapshot.interval_seconds == 0 {
+            return Err(invalid("snapshot.interval_seconds", "must be above 0"));
+        }
+        Ok(())
     }
 
     fn validate_kafka(&self) -> Result<(), ConfigError> {
         let k = &self.kafka;
-        for (key, value) in [("kafka.brokers", &k.brokers), ("kafka.group_id", &k.group_id), ("kafka.schema_registry_url", &k.schema_registry_url)] {
+        for (key, value) in [
+            ("kafka.brokers", &k.brokers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.schema_registry_url", &k.schema_registry_url),
+        ] {
             if value.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
             }
@@ -365,10 +511,14 @@ impl Config {
             if stores[..i].iter().any(|o| o.name() == s.name()) {
                 return Err(invalid(format!("cache.stores[{i}].name"), format!("duplicate store name `{}`", s.name())));
             }
-            if let StoreConfig::Redis { url, timeout_ms, .. } = s {
-                if redis::parse_redis_url(url).is_none() || !url.contains("://") {
-                    return Err(invalid(format!("cache.stores[{i}].url"), "expected a URL like redis://[user:password@]host:6379[/db]"));
-                }
+            if let Some(j) = s.fields().iter().position(|f| f.trim().is_empty()) {
+                return Err(invalid(
+                    format!("cache.stores[{i}].fields[{j}]"),
+                    "expected a top-level field name, not an empty one",
+                ));
+            }
+            if let StoreConfig::Redis { url, cluster_nodes, timeout_ms, .. } = s {
+                validate_redis_target(i, url.as_deref(), cluster_nodes)?;
                 if *timeout_ms == 0 {
                     return Err(invalid(format!("cache.stores[{i}].timeout_ms"), "must be above 0"));
                 }
@@ -391,8 +541,27 @@ impl Config {
             if r.key_field.is_empty() {
                 return Err(invalid(key("key_field"), "must not be empty"));
             }
+            self.validate_writes(i, r)?;
         }
         Ok(())
+    }
+
+    /// `writes: kafka` needs a topic the cache consumes (so a write can wait
+    /// until its record is applied); a topic alone is a mistake.
+    fn validate_writes(&self, i: usize, r: &RouteConfig) -> Result<(), ConfigError> {
+        let key = |f: &str| format!("cache.routes[{i}].{f}");
+        match (r.writes, &r.topic) {
+            (Writes::Cache, None) => Ok(()),
+            (Writes::Cache, Some(_)) => {
+                Err(invalid(key("topic"), "is used only with `writes: kafka`; add it or drop topic"))
+            }
+            (Writes::Kafka, None) => Err(invalid(key("topic"), "`writes: kafka` needs the topic to produce to")),
+            (Writes::Kafka, Some(t)) if !self.kafka.topic.names().contains(t) => Err(invalid(
+                key("topic"),
+                format!("`{t}` is not among kafka.topic; a write must go to a topic the cache consumes"),
+            )),
+            (Writes::Kafka, Some(_)) => Ok(()),
+        }
     }
 
     fn validate_runtime(&self) -> Result<(), ConfigError> {
@@ -403,7 +572,10 @@ impl Config {
         if let Some(cores) = &self.runtime.cores {
             let cpus = cores.cpus()?;
             if cpus.len() < n {
-                return Err(invalid("runtime.cores", format!("lists {} CPUs for {n} shards; give one CPU per shard", cpus.len())));
+                return Err(invalid(
+                    "runtime.cores",
+                    format!("lists {} CPUs for {n} shards; give one CPU per shard", cpus.len()),
+                ));
             }
         }
         Ok(())
@@ -411,8 +583,9 @@ impl Config {
 }
 
 /// Every regular file in `dir` named like a key (`kafka.sasl_password`) is
-/// merged in with its contents, trailing newline removed. A missing directory
-/// is fine: secrets are optional.
+/// merged in with its contents, trailing newline removed. Symlinks are
+/// followed (a Kubernetes Secret volume links each key into `..data/`). A
+/// missing directory is fine: secrets are optional.
 fn merge_secrets(mut fig: Figment, dir: &Path) -> Result<Figment, ConfigError> {
     let err = |source| ConfigError::Secrets { dir: dir.display().to_string(), source };
     let entries = match std::fs::read_dir(dir) {
@@ -423,7 +596,7 @@ fn merge_secrets(mut fig: Figment, dir: &Path) -> Result<Figment, ConfigError> {
     for entry in entries {
         let entry = entry.map_err(err)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !entry.file_type().map_err(err)?.is_file() {
+        if name.starts_with('.') || !std::fs::metadata(entry.path()).map_err(err)?.is_file() {
             continue;
         }
         let text = std::fs::read_to_string(entry.path()).map_err(err)?;
@@ -459,10 +632,39 @@ cache:
     }
 
     #[test]
+    fn key_format_is_auto_or_string() {
+        assert_eq!(Config::from_yaml(MINIMAL).unwrap().kafka.key_format, KeyFormat::Auto);
+        let string = MINIMAL.replace("group_id: push-cache", "group_id: push-cache\n  key_format: string");
+        assert_eq!(Config::from_yaml(&string).unwrap().kafka.key_format, KeyFormat::String);
+        let bad = MINIMAL.replace("group_id: push-cache", "group_id: push-cache\n  key_format: avro");
+        let e = Config::from_yaml(&bad).unwrap_err().to_string();
+        assert!(e.contains("key_format") && e.contains("auto") && e.contains("string"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_rejected_by_name() {
         let text = MINIMAL.replace("group_id", "groupid: x\n  group_id");
         let e = Config::from_yaml(&text).unwrap_err().to_string();
         assert!(e.contains("groupid"), "{e}");
+    }
+
+    #[test]
+    fn writes_through_kafka_need_a_consumed_topic() {
+        let with = |route: &str| Config::from_yaml(&MINIMAL.replace("store: main}", route)).map_err(|e| e.to_string());
+        let ok = with("store: main, writes: kafka, topic: customers}").unwrap();
+        assert_eq!(
+            (ok.cache.routes[0].writes, ok.cache.routes[0].topic.as_deref()),
+            (Writes::Kafka, Some("customers"))
+        );
+        assert_eq!(Config::from_yaml(MINIMAL).unwrap().cache.routes[0].writes, Writes::Cache);
+        let e = with("store: main, writes: kafka}").unwrap_err();
+        assert!(e.contains("cache.routes[0].topic") && e.contains("needs the topic"), "{e}");
+        let e = with("store: main, writes: kafka, topic: other}").unwrap_err();
+        assert!(e.contains("cache.routes[0].topic") && e.contains("not among kafka.topic"), "{e}");
+        let e = with("store: main, topic: customers}").unwrap_err();
+        assert!(e.contains("only with `writes: kafka`"), "{e}");
+        let e = with("store: main, writes: maybe}").unwrap_err();
+        assert!(e.contains("writes"), "{e}");
     }
 
     #[test]
@@ -474,7 +676,10 @@ cache:
 
     #[test]
     fn duplicate_store_names_are_rejected() {
-        let text = MINIMAL.replace("[{name: main, type: in_memory}]", "[{name: main, type: in_memory}, {name: main, type: in_memory}]");
+        let text = MINIMAL.replace(
+            "[{name: main, type: in_memory}]",
+            "[{name: main, type: in_memory}, {name: main, type: in_memory}]",
+        );
         let e = Config::from_yaml(&text).unwrap_err().to_string();
         assert!(e.contains("duplicate store name"), "{e}");
     }
@@ -484,6 +689,18 @@ cache:
         let text = MINIMAL.replace("{name: main, type: in_memory}", "{name: main, type: redis, url: 'http://x'}");
         let e = Config::from_yaml(&text).unwrap_err().to_string();
         assert!(e.contains("cache.stores[0].url"), "{e}");
+    }
+
+    #[test]
+    fn redis_store_takes_url_xor_cluster_nodes() {
+        let with = |store: &str| Config::from_yaml(&MINIMAL.replace("{name: main, type: in_memory}", store));
+        let both = with("{name: main, type: redis, url: 'redis://a:1', cluster_nodes: ['redis://b:2']}");
+        assert!(both.unwrap_err().to_string().contains("not both"));
+        let neither = with("{name: main, type: redis}").unwrap_err().to_string();
+        assert!(neither.contains("cache.stores[0].url") && neither.contains("cluster_nodes"), "{neither}");
+        let bad = with("{name: main, type: redis, cluster_nodes: ['redis://b:2', 'b:3']}").unwrap_err().to_string();
+        assert!(bad.contains("cache.stores[0].cluster_nodes[1]"), "{bad}");
+        assert!(with("{name: main, type: redis, cluster_nodes: ['redis://b:2', 'redis://c:3']}").is_ok());
     }
 
     #[test]
@@ -501,7 +718,9 @@ cache:
     fn huge_cpu_ranges_are_an_error_not_an_allocation() {
         // `0-4000000000` used to allocate 32 GB and abort (fuzz: config_load).
         for cores in ["0-4000000000", "0-18446744073709551615", "0-1024", "0-600,0-600"] {
-            let e = Config::from_yaml(&format!("{MINIMAL}runtime: {{shards: 1, cores: '{cores}'}}")).unwrap_err().to_string();
+            let e = Config::from_yaml(&format!("{MINIMAL}runtime: {{shards: 1, cores: '{cores}'}}"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("runtime.cores") && e.contains("more than 1024 CPUs"), "{cores}: {e}");
         }
         let c = Config::from_yaml(&format!("{MINIMAL}runtime: {{shards: 2, cores: '0-1023'}}")).unwrap();
@@ -535,6 +754,22 @@ cache:
         let c = Config::load(&file, Some(&secrets)).unwrap();
         assert_eq!(c.kafka.sasl_password.as_deref(), Some("s3cret"));
         assert_eq!(c.webservice.admin_token.as_deref(), Some("tok"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A Kubernetes Secret volume: each key is a symlink into `..data/`.
+    #[test]
+    fn secrets_behind_symlinks_are_read() {
+        let dir = std::env::temp_dir().join(format!("pc-secrets-link-{}", std::process::id()));
+        let data = dir.join("secrets/..2026_01_01_00_00_00.1/");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("kafka.sasl_password"), "from-a-secret").unwrap();
+        std::os::unix::fs::symlink("..2026_01_01_00_00_00.1", dir.join("secrets/..data")).unwrap();
+        std::os::unix::fs::symlink("..data/kafka.sasl_password", dir.join("secrets/kafka.sasl_password")).unwrap();
+        let file = dir.join("config.yaml");
+        std::fs::write(&file, MINIMAL).unwrap();
+        let c = Config::load(&file, Some(&dir.join("secrets"))).unwrap();
+        assert_eq!(c.kafka.sasl_password.as_deref(), Some("from-a-secret"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn config(port: u16, brokers: &str, registry_url: &str) -> String {
-    let stores = ["{name: customers, type: in_memory, schemas: [customer]}", "{name: bills, type: in_memory, schemas: [bill]}"];
+    let stores =
+        ["{name: customers, type: in_memory, schemas: [customer]}", "{name: bills, type: in_memory, schemas: [bill]}"];
     let routes = ["{path: /customers, store: customers}", "{path: /bills, store: bills}"];
     kafka_config(port, brokers, registry_url, "[customers, bills]", &stores, &routes)
 }
@@ -47,7 +48,11 @@ fn run_check(server: &Server) -> (i32, String, String) {
         .arg(format!("http://{}", server.addr))
         .output()
         .expect("run push-cache-check");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Ready, and holding the last record of every partition. Readiness alone
@@ -60,7 +65,9 @@ fn wait_converged(server: &Server) {
         status("/health/ready") == 200
             && (30..35).all(|i| status(&format!("/api/customers/acct-{i:08}")) == 404)
             && status("/api/bills/acct-00000001") == 404
-            && exchange(server, &get("/metrics")).text().contains("push_cache_kafka_records_skipped_total{reason=\"bad_magic\"} 1")
+            && exchange(server, &get("/metrics"))
+                .text()
+                .contains("push_cache_kafka_records_skipped_total{reason=\"bad_magic\"} 1")
     };
     while !converged() {
         assert!(Instant::now() < deadline, "the service did not catch up: {}", server.log());
@@ -70,7 +77,11 @@ fn wait_converged(server: &Server) {
 
 /// The difference lines (everything but the summary), sorted.
 fn difference_lines(stdout: &str) -> Vec<String> {
-    let mut lines: Vec<String> = stdout.lines().filter(|l| !l.contains(" differences: ")).map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+    let mut lines: Vec<String> = stdout
+        .lines()
+        .filter(|l| !l.contains(" differences: "))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
     lines.sort();
     lines
 }
@@ -107,7 +118,11 @@ fn finds_no_differences_then_exactly_the_keys_written_through_the_api() {
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert_eq!(
         difference_lines(&stdout),
-        ["different /api/bills/acct-00000004", "extra /api/customers/not-in-topic", "missing /api/customers/acct-00000003"],
+        [
+            "different /api/bills/acct-00000004",
+            "extra /api/customers/not-in-topic",
+            "missing /api/customers/acct-00000003"
+        ],
         "{stdout}"
     );
     assert!(stdout.contains("year: expected 2024, got 1999") && stdout.contains("payments: expected [{"), "{stdout}");
@@ -126,14 +141,25 @@ fn usage_and_config_errors_exit_2() {
     std::fs::write(&file, "kafka: {brokers: b}\n").unwrap();
     let out = Command::new(bin).arg("--config").arg(&file).args(["--url", "http://127.0.0.1:1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("configuration error"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("configuration error"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let port = free_port();
     std::fs::write(&file, config_yaml(port, "", &format!("{KAFKA_NOWHERE}{DEFAULT_CACHE}"))).unwrap();
-    let out = Command::new(bin).arg("--config").arg(&file).args(["--url", &format!("http://127.0.0.1:{port}")]).output().unwrap();
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&file)
+        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("check --url and that push-cache is running"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("check --url and that push-cache is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
-
-

@@ -54,7 +54,8 @@ fn mock_cluster_replay_skip_and_catch_up() {
     let reg = registry::spawn("127.0.0.1:0", None, None).unwrap();
     let reg_url = format!("http://{}", reg.addr);
     let schema = register(&reg_url, "customers-value", CUSTOMER_V1);
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
     let mut expected = Vec::new();
     for i in 0..200u64 {
         let (v, json) = customer(i, 1);
@@ -70,7 +71,9 @@ fn mock_cluster_replay_skip_and_catch_up() {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| flume::bounded::<IngestBatch>(1024)).unzip();
     let readiness = Arc::new(Readiness::default());
     let stats = Arc::new(IngestStats::default());
-    let handle = consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), senders, Vec::new(), readiness.clone(), stats.clone()).unwrap();
+    let handle =
+        consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), senders, readiness.clone(), stats.clone())
+            .unwrap();
     assert!(!readiness.is_ready());
     let shards: Vec<Shard> = (0..2).map(|i| Shard::new(i, 2, &[true, true])).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -102,7 +105,8 @@ fn broker_down_during_catch_up_is_waited_out() {
     let reg = registry::spawn("127.0.0.1:0", None, None).unwrap();
     let reg_url = format!("http://{}", reg.addr);
     let schema = register(&reg_url, "customers-value", CUSTOMER_V1);
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
     for i in 0..50u64 {
         let payload = encode_frame(schema.id, &encode_datum(&schema, customer(i, 1).0));
         producer.send(BaseRecord::to("customers").key(&format!("acct-{i:08}")).payload(&payload)).unwrap();
@@ -112,7 +116,13 @@ fn broker_down_during_catch_up_is_waited_out() {
 
     let (tx, rx) = flume::bounded::<IngestBatch>(1024);
     let readiness = Arc::new(Readiness::default());
-    let handle = consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), vec![tx.clone(), tx], Vec::new(), readiness.clone(), Arc::default()).unwrap();
+    let handle = consumer::start(
+        &config(&cluster.bootstrap_servers(), &reg_url),
+        vec![tx.clone(), tx],
+        readiness.clone(),
+        Arc::default(),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     assert!(!readiness.is_ready());
     assert!(readiness.waiting().contains_key("kafka"));
@@ -121,7 +131,7 @@ fn broker_down_during_catch_up_is_waited_out() {
     let mut changes = 0;
     while !readiness.is_ready() || changes < 50 {
         assert!(Instant::now() < deadline, "no catch-up after the broker came back: {:?}", readiness.waiting());
-        changes += rx.try_iter().map(|b| b.len()).sum::<usize>();
+        changes += rx.try_iter().map(|b: IngestBatch| b.len()).sum::<usize>();
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(changes, 50, "every record once");

@@ -55,7 +55,9 @@ fn reset_on_close(s: &TcpStream) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     let fd = std::os::fd::AsRawFd::as_raw_fd(s);
     let size = std::mem::size_of::<libc::linger>() as libc::socklen_t;
-    unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &linger as *const _ as *const libc::c_void, size) };
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &linger as *const _ as *const libc::c_void, size)
+    };
 }
 
 #[test]
@@ -71,7 +73,7 @@ fn clients_vanishing_mid_request_or_mid_response_leave_no_trace() {
         drop(s);
         // A whole head, half of the promised body, then a reset.
         let mut s = server.connect();
-        s.write_all(b"POST /api/customers HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"accountId\"").unwrap();
+        s.write_all(b"POST /api/customers HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"accountId\"").unwrap();
         reset_on_close(&s);
         drop(s);
         // A listing of 2000 keys (~30 KB) that is never read: reset mid-response.
@@ -147,7 +149,11 @@ fn registry_down_mid_stream_is_waited_out() {
     let port = free_port();
     let stores = ["{name: customers, type: in_memory}"];
     let routes = ["{path: /customers, store: customers}"];
-    let server = Server::start_yaml(&kafka_config(port, &broker.bootstrap(), &reg_url, "customers", &stores, &routes), port, &[]);
+    let server = Server::start_yaml(
+        &kafka_config(port, &broker.bootstrap(), &reg_url, "customers", &stores, &routes),
+        port,
+        &[],
+    );
     wait_until("readiness", Duration::from_secs(60), || http_get(&server, "/health/ready").0 == 200);
 
     // The registry goes away; records written with v2, which the cache has
@@ -159,14 +165,20 @@ fn registry_down_mid_stream_is_waited_out() {
     p.send_avro("customers", "acct-00000000", &v1, customer(0, 3).0);
     p.flush();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(http_get(&server, "/api/customers/acct-00000005"), (200, customer(5, 1).1), "waits, serving the old value");
+    assert_eq!(
+        http_get(&server, "/api/customers/acct-00000005"),
+        (200, customer(5, 1).1),
+        "waits, serving the old value"
+    );
     assert_eq!(metric_sum(&server, "push_cache_kafka_records_skipped_total"), 0.0);
     assert!(metric_sum(&server, "push_cache_schema_fetch_failures_total") >= 1.0);
 
     // Back on the same address with the same data: everything is applied.
     let _reg = registry::spawn(&reg_addr.to_string(), Some(data), None).unwrap();
     wait_until("v2 records", Duration::from_secs(30), || {
-        (1..20).all(|i| http_get(&server, &format!("/api/customers/acct-{i:08}")) == (200, customer_v2(i, Some("x@example.com")).1))
+        (1..20).all(|i| {
+            http_get(&server, &format!("/api/customers/acct-{i:08}")) == (200, customer_v2(i, Some("x@example.com")).1)
+        })
     });
     assert_eq!(http_get(&server, "/api/customers/acct-00000000"), (200, customer(0, 3).1));
     assert_eq!(metric_sum(&server, "push_cache_kafka_records_skipped_total"), 0.0, "nothing skipped for an outage");
@@ -185,12 +197,18 @@ fn slow_redis_saturating_its_channel_loses_nothing() {
     let stores = ["{name: customers, type: in_memory}", &shared];
     let routes = ["{path: /customers, store: customers}", "{path: /shared/customers, store: shared}"];
     let port = free_port();
-    let server = Server::start_yaml(&kafka_config(port, &broker.bootstrap(), &reg_url, "customers", &stores, &routes), port, &[]);
+    let server = Server::start_yaml(
+        &kafka_config(port, &broker.bootstrap(), &reg_url, "customers", &stores, &routes),
+        port,
+        &[],
+    );
     wait_until("readiness", Duration::from_secs(60), || http_get(&server, "/health/ready").0 == 200);
     let p = broker.producer();
     p.send_avro("customers", "acct-00000000", &v1, customer(0, 1).0);
     p.flush();
-    wait_until("the first record", Duration::from_secs(20), || http_get(&server, "/api/shared/customers/acct-00000000").0 == 200);
+    wait_until("the first record", Duration::from_secs(20), || {
+        http_get(&server, "/api/shared/customers/acct-00000000").0 == 200
+    });
     let rss_before = rss_kib(server.pid());
 
     // Redis stalls (SIGSTOP: connections stay open, nothing answers) while
@@ -204,7 +222,11 @@ fn slow_redis_saturating_its_channel_loses_nothing() {
     for i in 0..50 {
         let started = Instant::now();
         assert_eq!(http_get(&server, "/api/customers/acct-00000000").0, 200);
-        assert!(started.elapsed() < Duration::from_millis(100), "memory route slowed: {:?} (request {i})", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "memory route slowed: {:?} (request {i})",
+            started.elapsed()
+        );
     }
     let started = Instant::now();
     assert_eq!(http_get(&server, "/api/shared/customers/acct-00000000").0, 503);

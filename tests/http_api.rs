@@ -1,4 +1,4 @@
-//! The HTTP API and HTTP/1.1 behaviour of SPEC section 3, against the real
+//! The HTTP API and its HTTP/1.1 behaviour, against the real
 //! binary (2 shards) over real sockets.
 
 mod common;
@@ -26,15 +26,17 @@ fn get_post_delete_and_conditional_get() {
     assert_eq!(got.header("Cache-Control"), Some("public, max-age=300"));
     assert_eq!(got.header("ETag"), Some("\"1700000500001\""));
 
-    let conditional = b"GET /api/customers/acct-00000001 HTTP/1.1\r\nIf-None-Match: \"1700000500001\"\r\n\r\n";
+    let conditional =
+        b"GET /api/customers/acct-00000001 HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"1700000500001\"\r\n\r\n";
     let not_modified = exchange(&server, conditional);
     assert_eq!(not_modified.status, 304);
     assert!(not_modified.body.is_empty());
     assert_eq!(not_modified.header("ETag"), Some("\"1700000500001\""));
-    let stale = exchange(&server, b"GET /api/customers/acct-00000001 HTTP/1.1\r\nIf-None-Match: \"1\"\r\n\r\n");
+    let stale =
+        exchange(&server, b"GET /api/customers/acct-00000001 HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"1\"\r\n\r\n");
     assert_eq!(stale.status, 200);
 
-    let head = exchange(&server, b"HEAD /api/customers/acct-00000001 HTTP/1.1\r\n\r\n");
+    let head = exchange(&server, b"HEAD /api/customers/acct-00000001 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("Content-Length"), Some(customer_body(1).len().to_string().as_str()));
     assert_eq!(head.header("ETag"), Some("\"1700000500001\""));
@@ -42,10 +44,10 @@ fn get_post_delete_and_conditional_get() {
     let conflict = exchange(&server, &post("/api/customers", &customer_body(1)));
     assert_eq!(conflict.status, 409);
 
-    let deleted = exchange(&server, b"DELETE /api/customers/acct-00000001 HTTP/1.1\r\n\r\n");
+    let deleted = exchange(&server, b"DELETE /api/customers/acct-00000001 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.text(), customer_body(1));
-    let again = exchange(&server, b"DELETE /api/customers/acct-00000001 HTTP/1.1\r\n\r\n");
+    let again = exchange(&server, b"DELETE /api/customers/acct-00000001 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(again.status, 404);
     assert_eq!(exchange(&server, &get("/api/customers/acct-00000001")).status, 404);
 }
@@ -76,10 +78,14 @@ fn bad_requests_get_json_errors() {
         (get("/api/customers?limit=ten"), 400),
         (get("/api/customers?offset=x"), 400),
         (get("/api/customers/%zz"), 400),
-        (b"PUT /api/customers/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(), 405),
-        (b"DELETE /api/customers HTTP/1.1\r\n\r\n".to_vec(), 405),
-        (b"POST /health/live HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(), 405),
-        (b"POST /api/customers HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400),
+        (b"PATCH /api/customers/a HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".to_vec(), 405),
+        (b"DELETE /api/customers HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 405),
+        (b"POST /health/live HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".to_vec(), 405),
+        (
+            b"POST /api/customers HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
         (b"GARBAGE\r\n\r\n".to_vec(), 400),
     ];
     for (request, status) in cases {
@@ -90,9 +96,9 @@ fn bad_requests_get_json_errors() {
             assert!(r.header("Allow").is_some());
         }
     }
-    let r = exchange(&server, b"PUT /api/customers/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
-    assert_eq!(r.header("Allow"), Some("GET, HEAD, DELETE"));
-    let r = exchange(&server, b"DELETE /api/customers HTTP/1.1\r\n\r\n");
+    let r = exchange(&server, b"PATCH /api/customers/a HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, PUT, DELETE"));
+    let r = exchange(&server, b"DELETE /api/customers HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.header("Allow"), Some("GET, HEAD, POST"));
 }
 
@@ -100,7 +106,7 @@ fn bad_requests_get_json_errors() {
 fn malformed_request_closes_the_connection() {
     let server = Server::start("");
     let mut s = server.connect();
-    s.write_all(b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Line\r\n\r\n").unwrap();
     let mut pending = Vec::new();
     let r = read_response(&mut s, &mut pending, false);
     assert_eq!(r.status, 400);
@@ -115,13 +121,19 @@ fn admin_token_guards_writes() {
     assert_eq!(denied.status, 401);
     assert_eq!(denied.header("WWW-Authenticate"), Some("Bearer"));
     let body = customer_body(2);
-    let wrong = format!("POST /api/customers HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let wrong = format!(
+        "POST /api/customers HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer nope\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     assert_eq!(exchange(&server, wrong.as_bytes()).status, 401);
-    let right = format!("POST /api/customers HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let right = format!(
+        "POST /api/customers HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     assert_eq!(exchange(&server, right.as_bytes()).status, 201);
-    assert_eq!(exchange(&server, b"DELETE /api/customers/acct-00000002 HTTP/1.1\r\n\r\n").status, 401);
+    assert_eq!(exchange(&server, b"DELETE /api/customers/acct-00000002 HTTP/1.1\r\nHost: t\r\n\r\n").status, 401);
     assert_eq!(exchange(&server, &get("/api/customers/acct-00000002")).status, 200, "reads need no token");
-    let del = b"DELETE /api/customers/acct-00000002 HTTP/1.1\r\nAuthorization: bearer s3cret\r\n\r\n";
+    let del = b"DELETE /api/customers/acct-00000002 HTTP/1.1\r\nHost: t\r\nAuthorization: bearer s3cret\r\n\r\n";
     assert_eq!(exchange(&server, del).status, 200);
 }
 
@@ -132,7 +144,7 @@ fn pipelined_requests_are_answered_in_order() {
     let mut s = server.connect();
     let mut burst = get("/api/customers/acct-00000003");
     burst.extend_from_slice(&get("/api/customers/missing"));
-    burst.extend_from_slice(b"HEAD /api/customers/acct-00000003 HTTP/1.1\r\n\r\n");
+    burst.extend_from_slice(b"HEAD /api/customers/acct-00000003 HTTP/1.1\r\nHost: t\r\n\r\n");
     s.write_all(&burst).unwrap();
     let mut pending = Vec::new();
     let a = read_response(&mut s, &mut pending, false);
@@ -213,9 +225,9 @@ fn keep_alive_close_and_http10() {
     let server = Server::start("");
     let mut s = server.connect();
     let mut pending = Vec::new();
-    s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s, &mut pending, false).status, 200);
-    s.write_all(b"GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     let r = read_response(&mut s, &mut pending, false);
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(closed(&mut s, &pending));
@@ -239,14 +251,17 @@ fn chunked_body_and_expect_continue() {
     let server = Server::start("");
     let body = customer_body(5);
     let (a, b) = body.split_at(10);
-    let chunked = format!("POST /api/customers HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
+    let chunked = format!("POST /api/customers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
     let r = exchange(&server, chunked.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.text(), body);
 
     let body = customer_body(6);
     let mut s = server.connect();
-    let head = format!("POST /api/customers HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST /api/customers HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).unwrap();
     let mut pending = Vec::new();
     let cont = read_response(&mut s, &mut pending, false);
@@ -258,14 +273,17 @@ fn chunked_body_and_expect_continue() {
 #[test]
 fn oversized_header_and_body() {
     let server = Server::start("  limits: {header_bytes: 2048, body_bytes: 4096}");
-    let big_header = format!("GET /health/live HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(3000));
+    let big_header = format!("GET /health/live HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(3000));
     assert_eq!(exchange(&server, big_header.as_bytes()).status, 431);
-    let endless = format!("GET /health/live HTTP/1.1\r\nX-Big: {}", "a".repeat(5000));
+    let endless = format!("GET /health/live HTTP/1.1\r\nHost: t\r\nX-Big: {}", "a".repeat(5000));
     assert_eq!(exchange(&server, endless.as_bytes()).status, 431);
     let big_body = format!(r#"{{"accountId":"big","pad":"{}"}}"#, "x".repeat(5000));
     let r = exchange(&server, &post("/api/customers", &big_body));
     assert_eq!(r.status, 413);
-    let chunked = format!("POST /api/customers HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big_body}\r\n0\r\n\r\n", big_body.len());
+    let chunked = format!(
+        "POST /api/customers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big_body}\r\n0\r\n\r\n",
+        big_body.len()
+    );
     assert_eq!(exchange(&server, chunked.as_bytes()).status, 413);
     // Just under the limit is fine.
     let ok_body = format!(r#"{{"accountId":"ok","pad":"{}"}}"#, "x".repeat(3000));
@@ -277,7 +295,7 @@ fn slow_client_is_cut_off_by_the_header_timeout() {
     let server = Server::start("  limits: {header_timeout_ms: 300, idle_timeout_ms: 1000}");
     let mut s = server.connect();
     let started = Instant::now();
-    s.write_all(b"GET /health/live HTTP/1.1\r\n").unwrap();
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n").unwrap();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(50));
         s.write_all(b"X-Slow: 1\r\n").unwrap();
@@ -290,7 +308,7 @@ fn slow_client_is_cut_off_by_the_header_timeout() {
 
     // An idle keep-alive connection is closed quietly after the idle timeout.
     let mut s = server.connect();
-    s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s, &mut pending, false).status, 200);
     let idle = Instant::now();
     assert!(closed(&mut s, &pending));
@@ -333,7 +351,10 @@ fn health_and_metrics_endpoints() {
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = metrics.text().unwrap();
-    assert!(text.contains("push_cache_http_requests_total{route=\"/customers\",method=\"GET\",status=\"404\"} 1"), "{text}");
+    assert!(
+        text.contains("push_cache_http_requests_total{route=\"/customers\",method=\"GET\",status=\"404\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("push_cache_http_request_duration_seconds_count"));
     assert!(text.contains("push_cache_store_bytes{shard=\"1\",store=\"main\"}"));
     assert!(text.contains("push_cache_build_info{version="));
@@ -344,7 +365,7 @@ fn sigterm_stops_cleanly_and_quickly() {
     let mut server = Server::start("");
     // An idle keep-alive connection must not hold the stop back.
     let mut idle = server.connect();
-    idle.write_all(b"GET /health/live HTTP/1.1\r\n\r\n").unwrap();
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     read_response(&mut idle, &mut Vec::new(), false);
     let (code, took) = server.terminate();
     assert_eq!(code, Some(0), "{}", server.log());
@@ -372,7 +393,8 @@ fn bad_config_stops_startup_naming_the_key() {
     let dir = temp_dir("badcfg");
     let config = dir.join("bad.yaml");
     std::fs::write(&config, format!("{KAFKA_NOWHERE}{DEFAULT_CACHE}webservice: {{adress: x}}\n")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_push-cache")).arg("--config").arg(&config).output().unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_push-cache")).arg("--config").arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("adress"), "{err}");
@@ -386,4 +408,35 @@ fn bad_config_stops_startup_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shards"));
+}
+
+/// io_uring needs locked memory: with too little, start-up stops at once
+/// (exit 1, not a hang, even with more shards than CPUs) and says which
+/// limit to raise. Before, it said only "shard 0 stopped during start-up".
+#[test]
+fn too_little_locked_memory_stops_startup_naming_the_limit() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir("memlock");
+    let config = dir.join("memlock.yaml");
+    let cache = DEFAULT_CACHE.replace("shards: 2", "shards: 8");
+    std::fs::write(&config, format!("webservice: {{address: '127.0.0.1:0'}}\n{KAFKA_NOWHERE}{cache}")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_push-cache"));
+    command.arg("--config").arg(&config);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 64 * 1024, rlim_max: 64 * 1024 };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let started = Instant::now();
+    let out = command.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot start shard") && err.contains("ulimit -l"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "start-up took {:?}", started.elapsed());
 }

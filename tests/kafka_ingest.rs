@@ -1,4 +1,4 @@
-//! End-to-end ingestion (SPEC sections 2 and 5) with real processes: a tansu
+//! End-to-end ingestion with real processes: a tansu
 //! broker, the bundled schema registry and the push-cache binary.
 
 mod common;
@@ -50,7 +50,11 @@ fn wait_ready(server: &Server) {
 
 fn metric(server: &Server, line_prefix: &str) -> u64 {
     let text = http_get(server, "/metrics").1;
-    text.lines().find(|l| l.starts_with(line_prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Everything a topic should hold, produced by `produce_dataset`: path -> body (None: deleted).

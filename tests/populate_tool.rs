@@ -53,14 +53,32 @@ runtime: {{shards: 2}}
     for (kind, route) in [("customer", "customers"), ("bill", "bills"), ("usage", "usage"), ("ticket", "tickets")] {
         let expect = server.dir.join(format!("{kind}.jsonl"));
         let out = Command::new(example("populate_kafka"))
-            .args(["-c", config.to_str().unwrap(), "-m", kind, "-n", "300", "--updates", "40", "--tombstones", "15", "--seed", "42", "--expect"])
+            .args([
+                "-c",
+                config.to_str().unwrap(),
+                "-m",
+                kind,
+                "-n",
+                "300",
+                "--updates",
+                "40",
+                "--tombstones",
+                "15",
+                "--seed",
+                "42",
+                "--expect",
+            ])
             .arg(&expect)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let report = String::from_utf8_lossy(&out.stdout);
-        assert!(report.contains("messages: 355") && report.contains("rate:") && report.contains("message size: min"), "{report}");
-        let expected: Vec<serde_json::Value> = std::fs::read_to_string(&expect).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(
+            report.contains("messages: 355") && report.contains("rate:") && report.contains("message size: min"),
+            "{report}"
+        );
+        let expected: Vec<serde_json::Value> =
+            std::fs::read_to_string(&expect).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(expected.len(), 300);
         assert_eq!(expected.iter().filter(|e| e["body"].is_null()).count(), 15);
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -23,13 +23,13 @@
 //! topic, or run it twice and look at what both runs report. If two topics feed one store with the same key, the
 //! winner depends on consumption order in the service too, and may differ.
 
-use push_cache::http::encode_path_segment as encode_key;
 use push_cache::config::{Config, ConfigError, StoreConfig};
+use push_cache::http::encode_path_segment as encode_key;
 use push_cache::kafka::consumer::client_config;
-use push_cache::kafka::decode::{decode_datum, parse_frame};
 use push_cache::kafka::dispatch::{Dispatcher, Upsert};
+use push_cache::kafka::record::{Decoded, NotDecoded, RecordDecoder};
 use push_cache::kafka::registry_client::{RegistryClient, RegistryError};
-use push_cache::kafka::schemas::{SchemaCache, SchemaError};
+use push_cache::kafka::schemas::SchemaCache;
 use push_cache::kafka::stats::Counters;
 use push_cache::runtime::shard::Change;
 use push_cache::runtime::IngestBatch;
@@ -110,7 +110,12 @@ fn run(args: &[String]) -> Result<usize, CheckError> {
     let replay = replay_topics(&config)?;
     let mut report = Report::new(opts.max_diffs);
     for route in &config.cache.routes {
-        let store = config.cache.stores.iter().position(|s| s.name() == route.store).expect("routes are validated against stores");
+        let store = config
+            .cache
+            .stores
+            .iter()
+            .position(|s| s.name() == route.store)
+            .expect("routes are validated against stores");
         let full_path = format!("{}{}", config.webservice.prefix, route.path);
         compare_route(&service, &full_path, &replay.stores[store], &mut report)?;
     }
@@ -129,23 +134,32 @@ struct Options {
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options, CheckError> {
-        let (mut config, mut secrets, mut url, mut max_diffs) = (None, PathBuf::from("secrets"), None, DEFAULT_MAX_DIFFS);
+        let (mut config, mut secrets, mut url, mut max_diffs) =
+            (None, PathBuf::from("secrets"), None, DEFAULT_MAX_DIFFS);
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let (name, value) = match flag.split_once('=') {
                 Some((n, v)) => (n, v.to_string()),
-                None => (flag.as_str(), it.next().cloned().ok_or_else(|| CheckError::Usage(format!("{flag} needs a value")))?),
+                None => (
+                    flag.as_str(),
+                    it.next().cloned().ok_or_else(|| CheckError::Usage(format!("{flag} needs a value")))?,
+                ),
             };
             match name {
                 "--config" | "-c" => config = Some(PathBuf::from(value)),
                 "--secrets" | "-s" => secrets = PathBuf::from(value),
                 "--url" => url = Some(value.trim_end_matches('/').to_string()),
-                "--max-diffs" => max_diffs = value.parse().map_err(|_| CheckError::Usage(format!("--max-diffs expects a number, found `{value}`")))?,
+                "--max-diffs" => {
+                    max_diffs = value
+                        .parse()
+                        .map_err(|_| CheckError::Usage(format!("--max-diffs expects a number, found `{value}`")))?
+                }
                 _ => return Err(CheckError::Usage(format!("unknown argument `{name}`"))),
             }
         }
         let config = config.ok_or_else(|| CheckError::Usage("--config FILE is required".into()))?;
-        let url = url.ok_or_else(|| CheckError::Usage("--url BASE_URL is required (e.g. http://127.0.0.1:8080)".into()))?;
+        let url =
+            url.ok_or_else(|| CheckError::Usage("--url BASE_URL is required (e.g. http://127.0.0.1:8080)".into()))?;
         if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(CheckError::Usage(format!("--url expects http://HOST:PORT, found `{url}`")));
         }
@@ -222,15 +236,24 @@ fn checker_consumer(config: &Config) -> Result<BaseConsumer, CheckError> {
 /// Assigns every partition of `topic` from the beginning. Returns the
 /// partitions with records to read, each with the next offset (for messages).
 fn assign_topic(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, CheckError> {
-    let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(kafka(format!("cannot read metadata of `{topic}`")))?;
-    let partitions: Vec<i32> = md.topics().iter().filter(|t| t.error().is_none()).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let md = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(kafka(format!("cannot read metadata of `{topic}`")))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     if partitions.is_empty() {
         return Err(CheckError::NoTopic(topic.to_string()));
     }
     let mut behind = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT).map_err(kafka(format!("cannot read watermarks of {topic}/{p}")))?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+            .map_err(kafka(format!("cannot read watermarks of {topic}/{p}")))?;
         if high > low {
             behind.insert(p, low);
         }
@@ -256,7 +279,7 @@ enum Outcome {
 /// Applies records the way the service's consumer does (see
 /// `kafka::consumer::handle_record`), into plain maps instead of shards.
 struct Replayer {
-    schemas: SchemaCache,
+    decoder: RecordDecoder,
     dispatcher: Dispatcher,
     /// The dispatcher's one "shard": batches of changes, in order.
     changes: flume::Receiver<IngestBatch>,
@@ -267,14 +290,24 @@ struct Replayer {
 
 impl Replayer {
     fn new(config: &Config) -> Result<Replayer, CheckError> {
-        let client = RegistryClient::new(&config.kafka.schema_registry_url).map_err(|e| CheckError::Registry(e.to_string()))?;
+        let client =
+            RegistryClient::new(&config.kafka.schema_registry_url).map_err(|e| CheckError::Registry(e.to_string()))?;
         let (tx, changes) = flume::unbounded();
         let stores = as_memory_stores(&config.cache.stores);
         let maps = stores.iter().map(|_| BTreeMap::new()).collect();
-        Ok(Replayer { schemas: SchemaCache::new(client), dispatcher: Dispatcher::new(stores, vec![tx], Vec::new()), changes, stores: maps, counters: Counters::default(), records: 0 })
+        let decoder = RecordDecoder::new(SchemaCache::new(client)).with_key_format(config.kafka.key_format);
+        let dispatcher = Dispatcher::new(stores, vec![tx]);
+        Ok(Replayer { decoder, dispatcher, changes, stores: maps, counters: Counters::default(), records: 0 })
     }
 
-    fn record(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<(), CheckError> {
+    fn record(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Result<(), CheckError> {
         self.records += 1;
         if let Outcome::Skipped(reason) = self.apply(topic, key, payload)? {
             self.skip(topic, partition, offset, reason);
@@ -285,50 +318,35 @@ impl Replayer {
         Ok(())
     }
 
-    /// One record through framing, schema, decoding and the dispatcher.
+    /// One record through the service's own decoder and the dispatcher.
     fn apply(&mut self, topic: &str, key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Outcome, CheckError> {
-        let key = match key.map(std::str::from_utf8) {
-            Some(Ok(k)) => k,
-            Some(Err(_)) => return Ok(Outcome::Skipped("key_not_utf8")),
-            None => return Ok(Outcome::Skipped("missing_key")),
-        };
-        let Some(payload) = payload else {
-            self.dispatcher.tombstone(topic, key).expect("the checker's channel is unbounded and open");
-            self.counters.tombstones += 1;
-            return Ok(Outcome::Applied);
-        };
-        let (id, datum) = match parse_frame(payload) {
-            Ok(f) => f,
-            Err(e) => return Ok(Outcome::Skipped(e.reason())),
-        };
-        let Some(schema) = self.schema(id)? else { return Ok(Outcome::Skipped("unknown_schema")) };
-        let value = match decode_datum(&schema, datum) {
-            Ok(v) => v,
-            Err(e) => return Ok(Outcome::Skipped(e.reason())),
-        };
-        match self.dispatcher.upsert(topic, &schema.record_type, key, &value) {
-            Ok(_) => self.counters.applied(&schema.record_type),
-            Err(Upsert::TooLong(_)) => return Ok(Outcome::Skipped("key_too_long")),
-            Err(Upsert::Gone(_)) => unreachable!("the checker's channel is unbounded and open"),
-        }
-        Ok(Outcome::Applied)
-    }
-
-    /// The writer schema, `None` when the registry does not know the ID.
-    fn schema(&mut self, id: u32) -> Result<Option<std::sync::Arc<push_cache::kafka::decode::WriterSchema>>, CheckError> {
         let give_up = Instant::now() + REGISTRY_LIMIT;
         let mut last: Option<String> = None;
         let mut waiting = |e: Option<&RegistryError>, _: &mut _| last = e.map(ToString::to_string);
-        match self.schemas.get(id, &mut self.counters, &|| Instant::now() > give_up, &mut waiting) {
-            Ok(s) => Ok(Some(s)),
-            Err(SchemaError::Unknown(_)) => Ok(None),
-            Err(SchemaError::Unusable { .. }) => Ok(None),
-            Err(SchemaError::Stopped) => Err(CheckError::Registry(format!(
-                "gave up after {}s: {}",
-                REGISTRY_LIMIT.as_secs(),
-                last.unwrap_or_else(|| "no answer".into())
-            ))),
+        let decoded =
+            self.decoder.decode_parts(key, payload, &mut self.counters, &|| Instant::now() > give_up, &mut waiting);
+        match decoded {
+            Ok(Decoded::Tombstone { key }) => {
+                self.dispatcher.tombstone(topic, &key).expect("the checker's channel is unbounded and open");
+                self.counters.tombstones += 1;
+            }
+            Ok(Decoded::Upsert { key, record_type, value }) => {
+                match self.dispatcher.upsert(topic, &record_type, &key, &value) {
+                    Ok(_) => self.counters.applied(&record_type),
+                    Err(Upsert::TooLong(_)) => return Ok(Outcome::Skipped("key_too_long")),
+                    Err(Upsert::Gone(_)) => unreachable!("the checker's channel is unbounded and open"),
+                }
+            }
+            Err(NotDecoded::Skip(reason)) => return Ok(Outcome::Skipped(reason)),
+            Err(NotDecoded::Stopped) => {
+                return Err(CheckError::Registry(format!(
+                    "gave up after {}s: {}",
+                    REGISTRY_LIMIT.as_secs(),
+                    last.unwrap_or_else(|| "no answer".into())
+                )))
+            }
         }
+        Ok(Outcome::Applied)
     }
 
     fn skip(&mut self, topic: &str, partition: i32, offset: i64, reason: &'static str) {
@@ -360,11 +378,19 @@ impl Replayer {
     }
 }
 
-/// The dispatcher only routes to Redis stores that have a writer; seen as
+/// The dispatcher routes only to in-memory stores; seen as
 /// in-memory stores with the same names and `schemas`, every store takes
 /// exactly the record types it takes in the service.
 fn as_memory_stores(stores: &[StoreConfig]) -> Vec<StoreConfig> {
-    stores.iter().map(|s| StoreConfig::InMemory { name: s.name().to_string(), schemas: s.schemas().to_vec() }).collect()
+    stores
+        .iter()
+        .map(|s| StoreConfig::InMemory {
+            name: s.name().to_string(),
+            schemas: s.schemas().to_vec(),
+            fields: s.fields().to_vec(),
+            compression: None,
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -385,10 +411,9 @@ struct Answer {
 
 impl Service {
     fn new(base: &str) -> Result<Service, CheckError> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .build()
-            .map_err(|e| CheckError::Service { url: base.to_string(), reason: format!("cannot set up the HTTP client: {e}") })?;
+        let http = reqwest::blocking::Client::builder().timeout(HTTP_TIMEOUT).build().map_err(|e| {
+            CheckError::Service { url: base.to_string(), reason: format!("cannot set up the HTTP client: {e}") }
+        })?;
         Ok(Service { http, base: base.to_string() })
     }
 
@@ -419,9 +444,14 @@ impl Service {
         let answer = self.get(full_path)?;
         let bad = |reason: String| CheckError::Service { url: format!("{}{full_path}", self.base), reason };
         if answer.status != 200 {
-            return Err(bad(format!("listing keys answered HTTP {}: {}", answer.status, String::from_utf8_lossy(&answer.body))));
+            return Err(bad(format!(
+                "listing keys answered HTTP {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
         }
-        serde_json::from_slice(&answer.body).map_err(|e| bad(format!("the key listing is not a JSON array of strings: {e}")))
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| bad(format!("the key listing is not a JSON array of strings: {e}")))
     }
 }
 
@@ -450,7 +480,12 @@ impl fmt::Display for Diff {
 }
 
 /// Compares one route: GETs every expected key, lists the served ones.
-fn compare_route(service: &Service, full_path: &str, expected: &BTreeMap<String, Entry>, report: &mut Report) -> Result<(), CheckError> {
+fn compare_route(
+    service: &Service,
+    full_path: &str,
+    expected: &BTreeMap<String, Entry>,
+    report: &mut Report,
+) -> Result<(), CheckError> {
     let served = service.keys(full_path)?;
     for (key, entry) in expected {
         let path = format!("{full_path}/{}", encode_key(key));
@@ -467,21 +502,31 @@ fn compare_route(service: &Service, full_path: &str, expected: &BTreeMap<String,
 
 fn compare_answer(path: String, entry: &Entry, answer: &Answer) -> Option<Diff> {
     match answer.status {
-        200 if answer.body != entry.body() => Some(Diff::Different { path, detail: body_difference(entry.body(), &answer.body) }),
+        200 if answer.body != entry.body() => {
+            Some(Diff::Different { path, detail: body_difference(entry.body(), &answer.body) })
+        }
         200 if answer.etag.as_deref().map(str::as_bytes) != Some(&*entry.etag()) => Some(Diff::Different {
             path,
-            detail: format!("ETag: expected {}, got {}", String::from_utf8_lossy(&entry.etag()), answer.etag.as_deref().unwrap_or("none")),
+            detail: format!(
+                "ETag: expected {}, got {}",
+                String::from_utf8_lossy(&entry.etag()),
+                answer.etag.as_deref().unwrap_or("none")
+            ),
         }),
         200 => None,
         404 => Some(Diff::Missing { path }),
-        status => Some(Diff::Different { path, detail: format!("HTTP {status}: {}", snippet(&String::from_utf8_lossy(&answer.body))) }),
+        status => Some(Diff::Different {
+            path,
+            detail: format!("HTTP {status}: {}", snippet(&String::from_utf8_lossy(&answer.body))),
+        }),
     }
 }
 
 /// A short description of how two JSON bodies differ: the first few
 /// differing fields of an object, else the first differing bytes.
 fn body_difference(expected: &[u8], got: &[u8]) -> String {
-    let parsed = (serde_json::from_slice::<serde_json::Value>(expected), serde_json::from_slice::<serde_json::Value>(got));
+    let parsed =
+        (serde_json::from_slice::<serde_json::Value>(expected), serde_json::from_slice::<serde_json::Value>(got));
     if let (Ok(serde_json::Value::Object(want)), Ok(serde_json::Value::Object(have))) = parsed {
         let fields = field_differences(&want, &have);
         if !fields.is_empty() {
@@ -491,7 +536,10 @@ fn body_difference(expected: &[u8], got: &[u8]) -> String {
     byte_difference(expected, got)
 }
 
-fn field_differences(want: &serde_json::Map<String, serde_json::Value>, have: &serde_json::Map<String, serde_json::Value>) -> String {
+fn field_differences(
+    want: &serde_json::Map<String, serde_json::Value>,
+    have: &serde_json::Map<String, serde_json::Value>,
+) -> String {
     let show = |v: Option<&serde_json::Value>| v.map_or("(absent)".to_string(), |v| snippet(&v.to_string()));
     let names: BTreeSet<&String> = want.keys().chain(have.keys()).collect();
     let differing: Vec<String> = names
@@ -576,11 +624,16 @@ mod tests {
     #[test]
     fn options_parse_and_require_config_and_url() {
         let o = Options::parse(&args("--config c.yaml --url http://h:1/ --max-diffs=3")).unwrap();
-        assert_eq!(o, Options { config: "c.yaml".into(), secrets: "secrets".into(), url: "http://h:1".into(), max_diffs: 3 });
+        assert_eq!(
+            o,
+            Options { config: "c.yaml".into(), secrets: "secrets".into(), url: "http://h:1".into(), max_diffs: 3 }
+        );
         assert!(matches!(Options::parse(&args("--url http://h")), Err(CheckError::Usage(m)) if m.contains("--config")));
         assert!(matches!(Options::parse(&args("--config c")), Err(CheckError::Usage(m)) if m.contains("--url")));
         assert!(matches!(Options::parse(&args("--config c --url h:1")), Err(CheckError::Usage(_))));
-        assert!(matches!(Options::parse(&args("--config c --url http://h --bogus 1")), Err(CheckError::Usage(m)) if m.contains("--bogus")));
+        assert!(
+            matches!(Options::parse(&args("--config c --url http://h --bogus 1")), Err(CheckError::Usage(m)) if m.contains("--bogus"))
+        );
         assert!(matches!(Options::parse(&args("--config")), Err(CheckError::Usage(_))));
     }
 
@@ -599,9 +652,16 @@ mod tests {
         let entry = Entry::from_parts(b"k", b"\"7\"", b"{}").unwrap();
         let answer = |status, etag: &str, body: &[u8]| Answer { status, etag: Some(etag.into()), body: body.to_vec() };
         assert_eq!(compare_answer("/p".into(), &entry, &answer(200, "\"7\"", b"{}")), None);
-        assert_eq!(compare_answer("/p".into(), &entry, &answer(404, "", b"")), Some(Diff::Missing { path: "/p".into() }));
-        assert!(matches!(compare_answer("/p".into(), &entry, &answer(200, "\"8\"", b"{}")), Some(Diff::Different { detail, .. }) if detail.contains("ETag")));
-        assert!(matches!(compare_answer("/p".into(), &entry, &answer(503, "", b"down")), Some(Diff::Different { detail, .. }) if detail.contains("503")));
+        assert_eq!(
+            compare_answer("/p".into(), &entry, &answer(404, "", b"")),
+            Some(Diff::Missing { path: "/p".into() })
+        );
+        assert!(
+            matches!(compare_answer("/p".into(), &entry, &answer(200, "\"8\"", b"{}")), Some(Diff::Different { detail, .. }) if detail.contains("ETag"))
+        );
+        assert!(
+            matches!(compare_answer("/p".into(), &entry, &answer(503, "", b"down")), Some(Diff::Different { detail, .. }) if detail.contains("503"))
+        );
     }
 
     #[test]
@@ -612,7 +672,15 @@ mod tests {
 
     #[test]
     fn stores_keep_their_accepted_types_as_memory_stores() {
-        let redis = StoreConfig::Redis { name: "t".into(), url: "redis://x".into(), prefix: None, schemas: vec!["ticket".into()], timeout_ms: 1 };
+        let redis = StoreConfig::Redis {
+            name: "t".into(),
+            url: Some("redis://x".into()),
+            cluster_nodes: vec![],
+            prefix: None,
+            schemas: vec!["ticket".into()],
+            fields: Vec::new(),
+            timeout_ms: 1,
+        };
         let stores = as_memory_stores(&[redis]);
         assert!(matches!(&stores[0], StoreConfig::InMemory { name, .. } if name == "t"));
         assert!(stores[0].accepts("ticket") && !stores[0].accepts("customer"));

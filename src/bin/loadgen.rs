@@ -75,12 +75,23 @@ fn die(msg: &str) -> ! {
 
 fn parse() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |name: &str| args.iter().position(|a| a == name).map(|i| args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{name} needs a value"))));
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{name} needs a value"))))
+    };
     let has = |name: &str| args.iter().any(|a| a == name);
-    let num = |name: &str, default: f64| get(name).map(|v| v.parse::<f64>().unwrap_or_else(|_| die(&format!("{name}: not a number")))).unwrap_or(default);
+    let num = |name: &str, default: f64| {
+        get(name).map(|v| v.parse::<f64>().unwrap_or_else(|_| die(&format!("{name}: not a number")))).unwrap_or(default)
+    };
     let url = get("--url").unwrap_or_else(|| die("--url http://HOST:PORT/api/ROUTE is required"));
     let keys: Vec<String> = if let Some(file) = get("--keys-file") {
-        std::fs::read_to_string(&file).unwrap_or_else(|e| die(&format!("{file}: {e}"))).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| die(&format!("{file}: {e}")))
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
     } else if has("--keys-from-list") {
         keys_from_list(&url, num("--sample", 100_000.0) as usize)
     } else {
@@ -91,14 +102,20 @@ fn parse() -> Options {
         die("no keys: load data first or pass --keys-file/--keys-pattern");
     }
     let connections = (num("--connections", 64.0) as usize).max(1);
-    let cpus = get("--cpus").map(|t| cpu_list(&t).unwrap_or_else(|| die(&format!("--cpus: expected a CPU list like 0-3,6, found `{t}`"))));
+    let cpus = get("--cpus")
+        .map(|t| cpu_list(&t).unwrap_or_else(|| die(&format!("--cpus: expected a CPU list like 0-3,6, found `{t}`"))));
     Options {
         connections,
         threads: (num("--threads", 1.0) as usize).clamp(1, connections),
         cpus,
         duration: Duration::from_secs_f64(num("--duration", 10.0)),
         warmup: Duration::from_secs_f64(num("--warmup", 1.0)),
-        rate: get("--rate").map(|r| r.parse().ok().filter(|r: &f64| *r > 0.0 && r.is_finite()).unwrap_or_else(|| die("--rate: not a positive number"))),
+        rate: get("--rate").map(|r| {
+            r.parse()
+                .ok()
+                .filter(|r: &f64| *r > 0.0 && r.is_finite())
+                .unwrap_or_else(|| die("--rate: not a positive number"))
+        }),
         mix: Mix::new(&url, keys, num("--miss-ratio", 0.0), num("--inm-ratio", 0.0)),
         url,
         hgrm: get("--hgrm"),
@@ -147,7 +164,9 @@ fn keys_from_list(url: &str, limit: usize) -> Vec<String> {
     let mut text = String::new();
     conn.read_to_string(&mut text).unwrap_or_else(|e| die(&e.to_string()));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("[]");
-    serde_json::from_str(body).unwrap_or_else(|_| die(&format!("the list endpoint did not answer a JSON array: {}", &text[..text.len().min(200)])))
+    serde_json::from_str(body).unwrap_or_else(|_| {
+        die(&format!("the list endpoint did not answer a JSON array: {}", &text[..text.len().min(200)]))
+    })
 }
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -165,7 +184,11 @@ impl Mix {
     /// Resolves the host once, so connections never call the resolver.
     fn new(url: &str, keys: Vec<String>, miss_ratio: f64, inm_ratio: f64) -> Mix {
         let (host, path) = split_url(url);
-        let addr = host.to_socket_addrs().ok().and_then(|mut a| a.next()).unwrap_or_else(|| die(&format!("{host}: cannot resolve")));
+        let addr = host
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .unwrap_or_else(|| die(&format!("{host}: cannot resolve")));
         let prefix = format!("GET {path}/").into_bytes();
         let suffix = format!(" HTTP/1.1\r\nHost: {host}\r\n").into_bytes();
         Mix { addr, prefix, suffix, keys, miss_ratio, inm_ratio }
@@ -198,7 +221,11 @@ struct Tally {
 
 impl Tally {
     fn new() -> Tally {
-        Tally { hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(), statuses: BTreeMap::new(), socket_errors: 0 }
+        Tally {
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            statuses: BTreeMap::new(),
+            socket_errors: 0,
+        }
     }
 
     fn record(&mut self, status: Option<u16>, took: Duration) {
@@ -298,7 +325,10 @@ fn parse_head(bytes: &[u8]) -> io::Result<Option<Head>> {
     let mut head = Head { status, len, body: 0, keep_alive: r.version == Some(1) };
     for h in r.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            head.body = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| bad_data("bad Content-Length"))?;
+            head.body = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad_data("bad Content-Length"))?;
         } else if h.name.eq_ignore_ascii_case("connection") {
             head.keep_alive = !h.value.eq_ignore_ascii_case(b"close");
         }
@@ -435,7 +465,10 @@ async fn connection(o: Arc<Options>, index: usize, w: Window, tally: Rc<RefCell<
 /// Runs connections `id, id + threads, ...` on this executor.
 async fn executor(o: Arc<Options>, id: usize, w: Window) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::new()));
-    let tasks: Vec<_> = (id..o.connections).step_by(o.threads).map(|i| glommio::spawn_local(connection(o.clone(), i, w, tally.clone()))).collect();
+    let tasks: Vec<_> = (id..o.connections)
+        .step_by(o.threads)
+        .map(|i| glommio::spawn_local(connection(o.clone(), i, w, tally.clone())))
+        .collect();
     for t in tasks {
         t.await;
     }
@@ -443,7 +476,12 @@ async fn executor(o: Arc<Options>, id: usize, w: Window) -> Tally {
 }
 
 /// Starts executor `id`. It reports ready, then waits for the common start.
-fn spawn_executor(o: &Arc<Options>, id: usize, ready: mpsc::Sender<()>, go: mpsc::Receiver<Instant>) -> glommio::ExecutorJoinHandle<Tally> {
+fn spawn_executor(
+    o: &Arc<Options>,
+    id: usize,
+    ready: mpsc::Sender<()>,
+    go: mpsc::Receiver<Instant>,
+) -> glommio::ExecutorJoinHandle<Tally> {
     let placement = o.cpus.as_ref().map_or(Placement::Unbound, |c| Placement::Fixed(c[id % c.len()]));
     let o = o.clone();
     LocalExecutorBuilder::new(placement)
@@ -486,14 +524,26 @@ fn report(o: &Options, t: &Tally, elapsed: Duration) {
     let h = &t.hist;
     let count = h.len();
     let rps = count as f64 / elapsed.as_secs_f64();
-    let mode = o.rate.map_or("closed loop".to_string(), |r| format!("open loop at {r:.0} req/s (corrected for coordinated omission)"));
-    println!("{} connections, {mode}, {:.1} s measured after {:.1} s warm-up", o.connections, elapsed.as_secs_f64(), o.warmup.as_secs_f64());
+    let mode = o.rate.map_or("closed loop".to_string(), |r| {
+        format!("open loop at {r:.0} req/s (corrected for coordinated omission)")
+    });
+    println!(
+        "{} connections, {mode}, {:.1} s measured after {:.1} s warm-up",
+        o.connections,
+        elapsed.as_secs_f64(),
+        o.warmup.as_secs_f64()
+    );
     println!("requests: {count}  throughput: {rps:.0} req/s  socket errors: {}", t.socket_errors);
     println!("statuses: {}", t.statuses.iter().map(|(s, n)| format!("{s}={n}")).collect::<Vec<_>>().join(" "));
     let pct = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3}",
-        pct(0.5), pct(0.9), pct(0.99), pct(0.999), pct(0.9999), h.max() as f64 / 1000.0
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(0.999),
+        pct(0.9999),
+        h.max() as f64 / 1000.0
     );
     if let Some(path) = &o.hgrm {
         std::fs::write(path, hgrm(h)).unwrap_or_else(|e| die(&format!("{path}: {e}")));
@@ -506,7 +556,8 @@ fn report(o: &Options, t: &Tally, elapsed: Duration) {
             "latency_us": {"p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99),
                 "p99_9": h.value_at_quantile(0.999), "p99_99": h.value_at_quantile(0.9999), "max": h.max(), "mean": h.mean()},
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&summary).unwrap()).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+        std::fs::write(path, serde_json::to_vec_pretty(&summary).unwrap())
+            .unwrap_or_else(|e| die(&format!("{path}: {e}")));
     }
 }
 
@@ -517,7 +568,12 @@ fn hgrm(h: &Histogram<u64>) -> String {
     for v in h.iter_quantiles(5) {
         let q = v.quantile_iterated_to();
         let inv = if q < 1.0 { format!("{:14.2}", 1.0 / (1.0 - q)) } else { format!("{:>14}", "inf") };
-        out.push_str(&format!("{:12.3} {:14.12} {:10} {inv}\n", v.value_iterated_to() as f64 / 1000.0, q, v.count_since_last_iteration()));
+        out.push_str(&format!(
+            "{:12.3} {:14.12} {:10} {inv}\n",
+            v.value_iterated_to() as f64 / 1000.0,
+            q,
+            v.count_since_last_iteration()
+        ));
     }
     out.push_str(&format!(
         "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n#[Buckets = {:12}, SubBuckets     = {:12}]\n",
@@ -544,7 +600,9 @@ mod tests {
         assert_eq!(out, b"GET /api/users/acct-1 HTTP/1.1\r\nHost: 127.0.0.1:8099\r\nIf-None-Match: *\r\n\r\n");
         let miss = Mix { miss_ratio: 1.0, inm_ratio: 0.0, ..mix };
         miss.build(&mut rng, &mut out);
-        assert!(out.starts_with(b"GET /api/users/absent-") && out.ends_with(b" HTTP/1.1\r\nHost: 127.0.0.1:8099\r\n\r\n"));
+        assert!(
+            out.starts_with(b"GET /api/users/absent-") && out.ends_with(b" HTTP/1.1\r\nHost: 127.0.0.1:8099\r\n\r\n")
+        );
     }
 
     #[test]
@@ -553,7 +611,10 @@ mod tests {
         assert_eq!(parse_head(ok).unwrap(), Some(Head { status: 200, len: 38, body: 5, keep_alive: true }));
         assert_eq!(parse_head(&ok[..20]).unwrap(), None);
         let not_modified = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nConnection: close\r\n\r\n";
-        assert_eq!(parse_head(not_modified).unwrap(), Some(Head { status: 304, len: not_modified.len(), body: 0, keep_alive: false }));
+        assert_eq!(
+            parse_head(not_modified).unwrap(),
+            Some(Head { status: 304, len: not_modified.len(), body: 0, keep_alive: false })
+        );
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
     }
 

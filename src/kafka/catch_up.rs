@@ -2,6 +2,8 @@
 //! and whether the consumer's position has reached it. Judged by position,
 //! not by the last record seen, so empty partitions, offsets removed by
 //! compaction and transaction markers at a tail cannot hold readiness back.
+//! The positions fed here are applied positions (visible to a GET), not the
+//! consumer's read position.
 
 use std::collections::BTreeMap;
 
@@ -31,17 +33,13 @@ impl CatchUp {
         }
     }
 
-    /// The consumer reached the end of a partition (librdkafka's EOF event).
-    pub fn end_of_partition(&mut self, topic: &str, partition: i32) {
-        self.remaining.remove(&(topic.to_string(), partition));
+    /// The watermark a partition must reach, while it has not.
+    pub fn target(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.remaining.get(&(topic.to_string(), partition)).copied()
     }
 
     pub fn is_done(&self) -> bool {
         self.remaining.is_empty()
-    }
-
-    pub fn targets(&self) -> impl Iterator<Item = (&(String, i32), &i64)> {
-        self.remaining.iter()
     }
 
     /// A readiness message: how many partitions are still behind, and the first few.
@@ -50,7 +48,9 @@ impl CatchUp {
             .remaining
             .iter()
             .take(5)
-            .map(|((t, p), high)| format!("{t}/{p} at {} of {high}", positions.get(&(t.clone(), *p)).copied().unwrap_or(0)))
+            .map(|((t, p), high)| {
+                format!("{t}/{p} at {} of {high}", positions.get(&(t.clone(), *p)).copied().unwrap_or(0))
+            })
             .collect();
         if self.remaining.len() > 5 {
             parts.push(format!("and {} more", self.remaining.len() - 5));
@@ -75,7 +75,9 @@ mod tests {
         let text = c.describe(&BTreeMap::from([(("t".to_string(), 2), 9)]));
         assert!(text.contains("2 of 4 partitions behind") && text.contains("t/2 at 9 of 10"), "{text}");
         c.position("t", 2, 11);
-        c.end_of_partition("u", 0);
+        assert_eq!(c.target("u", 0), Some(3));
+        c.position("u", 0, 3);
+        assert_eq!(c.target("u", 0), None);
         assert!(c.is_done());
     }
 }

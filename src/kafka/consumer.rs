@@ -3,28 +3,37 @@
 //! record with its writer schema and hands it to `dispatch`, and reports
 //! catch-up progress to readiness.
 //!
+//! Positions are *applied* positions: each flush to the shards carries a
+//! mark with the partitions' next offsets it covers, every shard
+//! acknowledges the mark after applying what came before it, and only then
+//! do those offsets count for readiness, the `memory` feed's positions
+//! (`GET /offsets`, lag metrics) and the committed offsets. What was merely
+//! sent never counts.
+//!
 //! Partitions are assigned, not subscribed: the cache must read every
 //! partition anyway, and group rebalancing only delays start-up. Offsets are
 //! committed to `kafka.group_id` solely so lag tooling can watch the cache.
 
 use super::catch_up::CatchUp;
-use super::decode::{decode_datum, parse_frame};
-use super::dispatch::{Dispatcher, ShardsGone, Upsert};
+use super::dispatch::{Dispatcher, KnownTypes, ShardsGone, Upsert};
+use super::record::{Decoded, NotDecoded, RecordDecoder};
 use super::registry_client::{RegistryClient, RegistryError};
-use super::schemas::{sleep_unless_stopped, SchemaCache, SchemaError};
-use super::stats::{Counters, IngestStats, PartitionProgress};
+use super::schemas::{sleep_unless_stopped, SchemaCache};
+use super::stats::{Counters, IngestStats};
+use super::stuck::{self, Found, Skip, StuckFinder};
 use crate::config::Config;
+use crate::placement::IngestBatch;
+use crate::positions::{FeedPositions, FlushMark};
 use crate::readiness::Readiness;
-use crate::runtime::IngestBatch;
-use crate::store::redis::WriteBatch;
-use rdkafka::config::ClientConfig;
 use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +42,7 @@ use std::time::{Duration, Instant};
 pub const READINESS_KEY: &str = "kafka";
 const KAFKA: &str = READINESS_KEY;
 const REGISTRY: &str = "schema_registry";
+const STUCK: &str = "kafka_partition";
 /// Most records taken per poll burst before batches are flushed.
 const BURST: usize = 4096;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -65,25 +75,46 @@ impl ConsumerHandle {
     }
 }
 
-/// Starts the consumer thread feeding `shards` and the Redis stores' writers
-/// (indexed like `cache.stores`; empty without Redis stores).
+/// Where a warm restart resumes: the next offset per partition (others
+/// start from the beginning) and the record types each topic carried.
+#[derive(Debug, Default, Clone)]
+pub struct Resume {
+    pub offsets: BTreeMap<(String, i32), i64>,
+    pub known_types: KnownTypes,
+}
+
+/// Starts the consumer thread feeding `shards` (the in-memory stores; each
+/// Redis store has its own feed, `redis_feed`).
 pub fn start(
     config: &Config,
     shards: Vec<flume::Sender<IngestBatch>>,
-    redis_writers: Vec<Option<flume::Sender<WriteBatch>>>,
     readiness: Arc<Readiness>,
     stats: Arc<IngestStats>,
 ) -> Result<ConsumerHandle, ConsumerError> {
-    let consumer: BaseConsumer<Quiet> = client_config(config).create_with_context(Quiet).map_err(ConsumerError::Create)?;
+    start_from(config, shards, readiness, stats, Resume::default())
+}
+
+/// `start`, resuming each partition of `resume.offsets` at its offset.
+pub fn start_from(
+    config: &Config,
+    shards: Vec<flume::Sender<IngestBatch>>,
+    readiness: Arc<Readiness>,
+    stats: Arc<IngestStats>,
+    resume: Resume,
+) -> Result<ConsumerHandle, ConsumerError> {
+    let consumer: BaseConsumer<Quiet> =
+        client_config(config).create_with_context(Quiet).map_err(ConsumerError::Create)?;
     let registry = RegistryClient::new(&config.kafka.schema_registry_url).map_err(ConsumerError::Registry)?;
     readiness.wait_for(KAFKA, "connecting to the Kafka broker");
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = Worker {
+    let feed = stats.positions();
+    let mut worker = Worker {
         consumer,
         topics: config.kafka.topic.names(),
         brokers: config.kafka.brokers.clone(),
-        schemas: SchemaCache::new(registry),
-        dispatcher: Dispatcher::new(config.cache.stores.clone(), shards, redis_writers),
+        decoder: RecordDecoder::new(SchemaCache::new(registry)).with_key_format(config.kafka.key_format),
+        dispatcher: Dispatcher::new(config.cache.stores.clone(), shards),
+        start_offsets: resume.offsets,
         readiness,
         stats,
         stop: stop.clone(),
@@ -92,9 +123,39 @@ pub fn start(
         assigned: BTreeSet::new(),
         positions: BTreeMap::new(),
         highs: BTreeMap::new(),
+        flights: Flights::default(),
+        applied: BTreeMap::new(),
+        feed,
+        stuck: StuckFinder::new(client_config(config)),
     };
-    let thread = std::thread::Builder::new().name("kafka-consumer".into()).spawn(move || worker.run()).map_err(ConsumerError::Thread)?;
+    worker.dispatcher.share_known_types(resume.known_types);
+    let thread = std::thread::Builder::new()
+        .name("kafka-consumer".into())
+        .spawn(move || worker.run())
+        .map_err(ConsumerError::Thread)?;
     Ok(ConsumerHandle { stop, thread })
+}
+
+/// Every (topic, partition) the broker knows for `topics`; an error names a
+/// topic that is missing or has no partitions.
+pub fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[String],
+) -> Result<BTreeSet<(String, i32)>, String> {
+    let mut all = BTreeSet::new();
+    for topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| e.to_string())?;
+        for t in md.topics() {
+            if let Some(err) = t.error() {
+                return Err(format!("topic `{}`: {:?}", t.name(), err));
+            }
+            if t.partitions().is_empty() {
+                return Err(format!("topic `{}` has no partitions (does it exist?)", t.name()));
+            }
+            all.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
+        }
+    }
+    Ok(all)
 }
 
 /// librdkafka settings: ours first, then `kafka.properties` may override.
@@ -127,13 +188,17 @@ pub fn client_config(config: &Config) -> ClientConfig {
 
 /// librdkafka's client callbacks: end-of-partition is an expected event
 /// here (it drives catch-up), not the error rdkafka logs it as by default.
-struct Quiet;
+/// Shared by the in-memory stores' consumer and each Redis store's feed.
+pub(super) struct Quiet;
 
 impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        match error {
-            KafkaError::PartitionEOF(_) => tracing::trace!(reason, "end of partition"),
-            e => tracing::warn!(error = %e, reason, "librdkafka"),
+        // librdkafka reports end-of-partition as a global error too; an
+        // unreadable batch is skipped and logged by the consumer.
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::PartitionEOF) => tracing::trace!(reason, "end of partition"),
+            _ if stuck::is_undecodable(&error) => tracing::debug!(error = %error, reason, "librdkafka"),
+            _ => tracing::warn!(error = %error, reason, "librdkafka"),
         }
     }
 }
@@ -144,8 +209,10 @@ struct Worker {
     consumer: BaseConsumer<Quiet>,
     topics: Vec<String>,
     brokers: String,
-    schemas: SchemaCache,
+    decoder: RecordDecoder,
     dispatcher: Dispatcher,
+    /// Next offset per partition to resume at (a snapshot's); others start at the beginning.
+    start_offsets: BTreeMap<(String, i32), i64>,
     readiness: Arc<Readiness>,
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
@@ -153,9 +220,77 @@ struct Worker {
     /// `None` until the partitions are assigned; then until caught up.
     catch_up: Option<CatchUp>,
     assigned: BTreeSet<(String, i32)>,
-    /// Next offset to apply, per partition.
+    /// Next offset taken from Kafka (sent or skipped), per partition.
     positions: BTreeMap<(String, i32), i64>,
     highs: BTreeMap<(String, i32), i64>,
+    /// Flushes sent and not yet applied by every shard.
+    flights: Flights,
+    /// Next offset applied by every shard, per partition.
+    applied: BTreeMap<(String, i32), i64>,
+    /// The in-memory stores' feed positions (applied offsets, watermarks).
+    feed: Arc<FeedPositions>,
+    stuck: StuckFinder,
+}
+
+/// The flushes in flight: their marks' positions and their records'
+/// timestamps, until every shard has applied them.
+#[derive(Default)]
+struct Flights {
+    seq: u64,
+    /// Highest mark every shard has applied (written by the shards).
+    done: Arc<AtomicU64>,
+    sent: VecDeque<Flight>,
+    /// Positions put in a mark so far.
+    marked: BTreeMap<(String, i32), i64>,
+    /// (topic, partition, Kafka timestamp in ms) of the records taken since the last flush.
+    stamps: Vec<(Arc<str>, i32, i64)>,
+    /// Topic names, shared rather than copied per record.
+    topics: Vec<Arc<str>>,
+}
+
+struct Flight {
+    seq: u64,
+    positions: Vec<(Arc<str>, i32, i64)>,
+    stamps: Vec<(Arc<str>, i32, i64)>,
+}
+
+impl Flights {
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.topics.iter().find(|t| &***t == name) {
+            return t.clone();
+        }
+        self.topics.push(Arc::from(name));
+        self.topics[self.topics.len() - 1].clone()
+    }
+
+    /// A mark for the positions that moved since the last one, if any did.
+    fn mark(&mut self, positions: &BTreeMap<(String, i32), i64>, shards: usize) -> Option<Arc<FlushMark>> {
+        let mut moved = Vec::new();
+        for (key, next) in positions {
+            if self.marked.get(key) != Some(next) {
+                self.marked.insert(key.clone(), *next);
+                moved.push((key.0.as_str(), key.1, *next));
+            }
+        }
+        if moved.is_empty() {
+            return None;
+        }
+        let moved: Vec<(Arc<str>, i32, i64)> = moved.into_iter().map(|(t, p, n)| (self.topic(t), p, n)).collect();
+        self.seq += 1;
+        let stamps = std::mem::take(&mut self.stamps);
+        self.sent.push_back(Flight { seq: self.seq, positions: moved.clone(), stamps });
+        Some(FlushMark::new(self.seq, moved, shards, self.done.clone()))
+    }
+
+    /// The flights every shard has applied, oldest first.
+    fn landed(&mut self) -> Vec<Flight> {
+        let done = self.done.load(Ordering::Acquire);
+        let mut out = Vec::new();
+        while self.sent.front().is_some_and(|f| f.seq <= done) {
+            out.extend(self.sent.pop_front());
+        }
+        out
+    }
 }
 
 /// Why the poll loop ended.
@@ -170,7 +305,8 @@ impl Worker {
         if matches!(end, Err(End::ShardsGone)) {
             tracing::info!("shards stopped; consumer exits");
         }
-        let _ = self.dispatcher.flush();
+        let _ = self.flush();
+        self.land();
         self.store_offsets();
         let _ = self.consumer.commit_consumer_state(CommitMode::Sync);
         self.stats.merge(&mut self.counters);
@@ -208,40 +344,42 @@ impl Worker {
         let mut catch_up = CatchUp::default();
         let mut tpl = TopicPartitionList::new();
         for (topic, partition) in &partitions {
-            let (low, high) = self.consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT).map_err(|e| e.to_string())?;
-            catch_up.add(topic, *partition, low, high);
-            self.highs.insert((topic.clone(), *partition), high);
-            tpl.add_partition_offset(topic, *partition, Offset::Beginning).map_err(|e| e.to_string())?;
+            let (low, high) =
+                self.consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT).map_err(|e| e.to_string())?;
+            let start = self.start_offsets.get(&(topic.clone(), *partition)).copied();
+            // A warm restart resumes where its snapshot's stores stand.
+            let from = start.map_or(low, |s| s.max(low));
+            catch_up.add(topic, *partition, from, high);
+            self.note_partition(topic, *partition, from, high);
+            let offset = start.map_or(Offset::Beginning, Offset::Offset);
+            tpl.add_partition_offset(topic, *partition, offset).map_err(|e| e.to_string())?;
         }
         self.consumer.assign(&tpl).map_err(|e| e.to_string())?;
         self.assigned = partitions;
-        tracing::info!(partitions = self.assigned.len(), "assigned every partition from the beginning");
+        let (partitions, resumed) = (self.assigned.len(), self.start_offsets.len());
+        tracing::info!(partitions, resumed, "assigned every partition");
         Ok(catch_up)
     }
 
-    /// Every (topic, partition) the broker knows for our topics.
+    /// A newly assigned partition: reported from now on, and nothing below
+    /// its low watermark exists to be applied.
+    fn note_partition(&mut self, topic: &str, partition: i32, low: i64, high: i64) {
+        self.highs.insert((topic.to_string(), partition), high);
+        self.feed.assigned(topic, partition, high);
+        let next = self.positions.entry((topic.to_string(), partition)).or_insert(low);
+        *next = (*next).max(low);
+    }
+
     fn partitions(&self) -> Result<BTreeSet<(String, i32)>, String> {
-        let mut all = BTreeSet::new();
-        for topic in &self.topics {
-            let md = self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| e.to_string())?;
-            for t in md.topics() {
-                if let Some(err) = t.error() {
-                    return Err(format!("topic `{}`: {:?}", t.name(), err));
-                }
-                if t.partitions().is_empty() {
-                    return Err(format!("topic `{}` has no partitions (does it exist?)", t.name()));
-                }
-                all.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
-            }
-        }
-        Ok(all)
+        partitions_of(&self.consumer, &self.topics)
     }
 
     fn poll_loop(&mut self) -> Result<(), End> {
         let (mut progress_at, mut watermarks_at, mut metadata_at) = (Instant::now(), Instant::now(), Instant::now());
         while !self.stopped() {
             self.poll_burst()?;
-            self.dispatcher.flush().map_err(|ShardsGone| End::ShardsGone)?;
+            self.flush().map_err(|ShardsGone| End::ShardsGone)?;
+            self.land();
             self.store_offsets();
             if progress_at.elapsed() >= PROGRESS_EVERY {
                 self.report_progress();
@@ -261,7 +399,8 @@ impl Worker {
 
     /// Takes records until none is waiting or the burst is full.
     fn poll_burst(&mut self) -> Result<(), End> {
-        let mut timeout = Duration::from_millis(100);
+        // While flushes are in flight, come back soon to take in their acknowledgements.
+        let mut timeout = Duration::from_millis(if self.flights.sent.is_empty() { 100 } else { 5 });
         for _ in 0..BURST {
             let Some(result) = self.consumer.poll(timeout) else { return Ok(()) };
             timeout = Duration::ZERO;
@@ -272,26 +411,118 @@ impl Worker {
                     let mut waiting = |e: Option<&RegistryError>, counters: &mut Counters| {
                         stats.merge(counters);
                         match (e, catching_up) {
-                            (Some(e), true) => readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}")),
+                            (Some(e), true) => {
+                                readiness.wait_for(REGISTRY, format!("schema registry unreachable, retrying: {e}"))
+                            }
                             (None, true) => readiness.done(REGISTRY),
                             _ => {}
                         }
                     };
-                    handle_record(&mut self.schemas, &mut self.dispatcher, &mut self.counters, &self.stop, &mut waiting, &msg)?;
+                    handle_record(
+                        &mut self.decoder,
+                        &mut self.dispatcher,
+                        &mut self.counters,
+                        &self.stop,
+                        &mut waiting,
+                        &msg,
+                    )?;
+                    if let Some(ms) = msg.timestamp().to_millis() {
+                        let topic = self.flights.topic(&topic);
+                        self.flights.stamps.push((topic, partition, ms));
+                    }
                     self.positions.insert((topic, partition), offset + 1);
                 }
                 Err(KafkaError::PartitionEOF(p)) => self.end_of_partition(p),
+                Err(e) if stuck::is_undecodable(&e) => self.undecodable(&e),
                 Err(e) => self.broker_trouble(e),
             }
         }
         Ok(())
     }
 
-    /// librdkafka's EOF names only the partition; with one topic it is exact.
+    /// librdkafka's EOF names only the partition; with one topic it is
+    /// exact: everything up to the watermark seen at start has been taken.
+    /// With several topics the consumer's position (`report_progress`)
+    /// says the same for every topic.
     fn end_of_partition(&mut self, partition: i32) {
-        if let (Some(c), [topic]) = (self.catch_up.as_mut(), self.topics.as_slice()) {
-            c.end_of_partition(topic, partition);
+        if let [topic] = self.topics.as_slice() {
+            let key = (topic.clone(), partition);
+            if let (Some(c), Some(next)) = (self.catch_up.as_ref(), self.positions.get_mut(&key)) {
+                if let Some(high) = c.target(topic, partition) {
+                    *next = (*next).max(high);
+                }
+            }
         }
+    }
+
+    /// Sends what is pending, with a mark when positions moved.
+    fn flush(&mut self) -> Result<(), ShardsGone> {
+        let mark = self.flights.mark(&self.positions, self.dispatcher.shards());
+        self.dispatcher.flush_marked(mark)
+    }
+
+    /// Takes in the flushes every shard has applied: their positions are
+    /// now applied, their records visible.
+    fn land(&mut self) {
+        let landed = self.flights.landed();
+        if landed.is_empty() {
+            return;
+        }
+        let now_ms = now_ms();
+        for flight in landed {
+            for (topic, partition, next) in &flight.positions {
+                self.applied.insert((topic.to_string(), *partition), *next);
+                self.feed.applied(topic, *partition, *next);
+            }
+            for (topic, partition, ts) in &flight.stamps {
+                self.counters.visible(topic, *partition, *ts, now_ms);
+            }
+        }
+    }
+
+    /// librdkafka cannot read a batch and will fetch it again forever: once
+    /// the error repeats, find the stalled partition and seek past the batch.
+    fn undecodable(&mut self, e: &KafkaError) {
+        tracing::debug!(error = %e, "a batch the client cannot read");
+        for (topic, partition, at) in self.stuck.error(&self.positions, &self.highs) {
+            let high = self.highs.get(&(topic.clone(), partition)).copied().unwrap_or(at);
+            match self.stuck.find(&topic, partition, at, high) {
+                Found::NotStuck => {}
+                Found::Skip(skip) => self.skip(skip),
+                Found::Unknown => {
+                    let why = format!(
+                        "{topic}/{partition} is stuck at offset {at} on a batch the client cannot read; \
+                         still probing for its end"
+                    );
+                    tracing::warn!("{why}");
+                    self.readiness.wait_for(STUCK, why);
+                }
+            }
+        }
+    }
+
+    fn skip(&mut self, s: Skip) {
+        if let Err(e) = self.consumer.seek(&s.topic, s.partition, Offset::Offset(s.next), METADATA_TIMEOUT) {
+            let (t, p, at) = (&s.topic, s.partition, s.first);
+            let why = format!("{t}/{p} is stuck at offset {at} and cannot seek past it: {e}; retrying");
+            tracing::warn!("{why}");
+            self.readiness.wait_for(STUCK, why);
+            return;
+        }
+        self.counters.skipped("undecodable_batch");
+        tracing::warn!(
+            "skipped an undecodable batch: {}/{} offsets {} to {} (first_offset={} next_offset={}); the client cannot \
+             decompress or parse it (check the producer's codec and the broker's log)",
+            s.topic,
+            s.partition,
+            s.first,
+            s.next - 1,
+            s.first,
+            s.next
+        );
+        let slot = self.positions.entry((s.topic.clone(), s.partition)).or_insert(s.next);
+        *slot = (*slot).max(s.next);
+        self.readiness.done(STUCK);
     }
 
     fn broker_trouble(&mut self, e: KafkaError) {
@@ -302,12 +533,15 @@ impl Worker {
     }
 
     fn store_offsets(&mut self) {
-        for ((topic, partition), next) in &self.positions {
+        for ((topic, partition), next) in &self.applied {
             // Only for lag tooling: a failure here costs nothing but a stale commit.
             let _ = self.consumer.store_offset(topic, *partition, *next);
         }
     }
 
+    /// Merges the counters, notes the consumer's position past offsets that
+    /// delivered no record (compaction gaps, transaction markers), and
+    /// judges catch-up by the applied positions.
     fn report_progress(&mut self) {
         self.stats.merge(&mut self.counters);
         if let Ok(tpl) = self.consumer.position() {
@@ -318,12 +552,8 @@ impl Worker {
                 }
             }
         }
-        for (key, pos) in &self.positions {
-            let high = self.highs.get(key).copied().unwrap_or(*pos).max(*pos);
-            self.stats.set_progress(&key.0, key.1, PartitionProgress { position: *pos, high });
-        }
         let Some(catch_up) = self.catch_up.as_mut() else { return };
-        for ((topic, partition), pos) in &self.positions {
+        for ((topic, partition), pos) in &self.applied {
             catch_up.position(topic, *partition, *pos);
         }
         if catch_up.is_done() {
@@ -333,7 +563,7 @@ impl Worker {
             self.readiness.done(REGISTRY);
             release_replay_memory();
         } else {
-            self.readiness.wait_for(KAFKA, catch_up.describe(&self.positions));
+            self.readiness.wait_for(KAFKA, catch_up.describe(&self.applied));
         }
     }
 
@@ -341,6 +571,7 @@ impl Worker {
         for (topic, partition) in &self.assigned {
             if let Ok((_, high)) = self.consumer.fetch_watermarks(topic, *partition, Duration::from_millis(500)) {
                 self.highs.insert((topic.clone(), *partition), high);
+                self.feed.high(topic, *partition, high);
             }
         }
     }
@@ -348,7 +579,8 @@ impl Worker {
     fn pick_up_new_partitions(&mut self) {
         let Ok(now) = self.partitions() else { return };
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in now.difference(&self.assigned) {
+        let added: Vec<(String, i32)> = now.difference(&self.assigned).cloned().collect();
+        for (topic, partition) in &added {
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Beginning);
         }
         if tpl.count() == 0 {
@@ -357,6 +589,11 @@ impl Worker {
         match self.consumer.incremental_assign(&tpl) {
             Ok(()) => {
                 tracing::info!(added = tpl.count(), "assigned new partitions from the beginning");
+                for (topic, partition) in &added {
+                    let marks = self.consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT);
+                    let (low, high) = marks.unwrap_or((0, 0));
+                    self.note_partition(topic, *partition, low, high);
+                }
                 self.assigned = now;
             }
             Err(e) => tracing::warn!(error = %e, "cannot assign new partitions; will retry"),
@@ -364,50 +601,55 @@ impl Worker {
     }
 }
 
-/// Decodes one record and queues it for its shards, or counts why not.
+/// Decodes one record and queues it for its stores, or counts why not.
 fn handle_record(
-    schemas: &mut SchemaCache,
+    decoder: &mut RecordDecoder,
     dispatcher: &mut Dispatcher,
     counters: &mut Counters,
     stop: &AtomicBool,
     waiting: &mut dyn FnMut(Option<&RegistryError>, &mut Counters),
     msg: &BorrowedMessage<'_>,
 ) -> Result<(), End> {
-    let skip = |counters: &mut Counters, reason: &'static str| -> Result<(), End> {
-        counters.skipped(reason);
-        tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason, "skipped a record");
-        Ok(())
+    let decoded = match decoder.decode(msg, counters, &|| stop.load(Ordering::Relaxed), waiting) {
+        Ok(d) => d,
+        Err(NotDecoded::Stopped) => return Err(End::Stopped),
+        Err(NotDecoded::Skip(reason)) => {
+            counters.skipped(reason);
+            tracing::warn!(
+                topic = msg.topic(),
+                partition = msg.partition(),
+                offset = msg.offset(),
+                reason,
+                "skipped a record"
+            );
+            return Ok(());
+        }
     };
-    let key = match msg.key().map(std::str::from_utf8) {
-        Some(Ok(k)) => k,
-        Some(Err(_)) => return skip(counters, "key_not_utf8"),
-        None => return skip(counters, "missing_key"),
-    };
-    let Some(payload) = msg.payload() else {
-        dispatcher.tombstone(msg.topic(), key).map_err(|ShardsGone| End::ShardsGone)?;
-        counters.tombstones += 1;
-        return Ok(());
-    };
-    let (id, datum) = match parse_frame(payload) {
-        Ok(f) => f,
-        Err(e) => return skip(counters, e.reason()),
-    };
-    let schema = match schemas.get(id, counters, &|| stop.load(Ordering::Relaxed), waiting) {
-        Ok(s) => s,
-        Err(SchemaError::Unknown(_)) => return skip(counters, "unknown_schema"),
-        Err(SchemaError::Unusable { .. }) => return skip(counters, "bad_schema"),
-        Err(SchemaError::Stopped) => return Err(End::Stopped),
-    };
-    let value = match decode_datum(&schema, datum) {
-        Ok(v) => v,
-        Err(e) => return skip(counters, e.reason()),
-    };
-    match dispatcher.upsert(msg.topic(), &schema.record_type, key, &value) {
-        Ok(_) => counters.applied(&schema.record_type),
-        Err(Upsert::TooLong(_)) => return skip(counters, "key_too_long"),
-        Err(Upsert::Gone(_)) => return Err(End::ShardsGone),
+    match decoded {
+        Decoded::Tombstone { key } => {
+            dispatcher.tombstone(msg.topic(), &key).map_err(|ShardsGone| End::ShardsGone)?;
+            counters.tombstones += 1;
+        }
+        Decoded::Upsert { key, record_type, value } => match dispatcher.upsert(msg.topic(), &record_type, &key, &value)
+        {
+            Ok(_) => counters.applied(&record_type),
+            Err(Upsert::TooLong(_)) => {
+                counters.skipped("key_too_long");
+                tracing::warn!(
+                    topic = msg.topic(),
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    "skipped a record: key too long"
+                );
+            }
+            Err(Upsert::Gone(_)) => return Err(End::ShardsGone),
+        },
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Hands the memory the replay used (librdkafka's fetch buffers, decode
@@ -420,5 +662,38 @@ fn release_replay_memory() {
     #[cfg(target_env = "gnu")]
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: i32) -> (String, i32) {
+        ("t".to_string(), p)
+    }
+
+    #[test]
+    fn marks_carry_moved_positions_and_land_once_every_shard_applied_them() {
+        let mut f = Flights::default();
+        let mut positions = BTreeMap::from([(key(0), 5), (key(1), 0)]);
+        let t = f.topic("t");
+        f.stamps.push((t, 0, 1_000));
+        let first = f.mark(&positions, 2).expect("positions moved");
+        assert_eq!(first.positions.len(), 2);
+        assert!(f.mark(&positions, 2).is_none(), "nothing moved since");
+        positions.insert(key(1), 3);
+        let second = f.mark(&positions, 2).unwrap();
+        assert_eq!(second.positions, vec![(Arc::from("t"), 1, 3)]);
+        assert!(f.landed().is_empty(), "no shard applied anything yet");
+        first.applied_by_one_shard();
+        second.applied_by_one_shard();
+        assert!(f.landed().is_empty(), "one shard of two");
+        first.applied_by_one_shard();
+        let landed = f.landed();
+        assert_eq!(landed.len(), 1);
+        assert_eq!(landed[0].stamps.len(), 1, "the records' timestamps travel with their flush");
+        second.applied_by_one_shard();
+        assert_eq!(f.landed()[0].seq, 2);
     }
 }

@@ -2,19 +2,23 @@
 //! (`schemas` in the config), the key's hash picks the shard, and changes go
 //! to each shard over its bounded channel in batches, in the order the
 //! consumer saw them. A full channel blocks the consumer; nothing is dropped.
+//! A flush may carry a mark (the partitions' positions it covers): every
+//! shard then gets a batch, empty or not, so every shard can acknowledge it.
 
 use crate::config::StoreConfig;
-use crate::runtime::shard::{owner_of, Change};
-use crate::runtime::IngestBatch;
+use crate::placement::{owner_of, Change};
+use crate::placement::{Ack, IngestBatch};
+use crate::positions::FlushMark;
 use crate::store::entry::{Entry, TooLong};
-use crate::store::redis::{encode_value, WriteBatch, WRITE_BATCH};
+use crate::store::projection::project;
 use crate::store::value::StoredValue;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A shard's batch is sent once it holds this many changes.
 const BATCH: usize = 512;
 
-/// The shards or the Redis writer stopped (the server is shutting down).
+/// The shards stopped (the server is shutting down).
 #[derive(Debug, thiserror::Error)]
 #[error("the shards stopped accepting records (the server is shutting down)")]
 pub struct ShardsGone;
@@ -23,22 +27,35 @@ pub struct Dispatcher {
     stores: Vec<StoreConfig>,
     shards: Vec<flume::Sender<IngestBatch>>,
     pending: Vec<IngestBatch>,
-    /// Indexed like `cache.stores`: the Redis writer and its pending batch.
-    redis: Vec<Option<(flume::Sender<WriteBatch>, WriteBatch)>>,
     /// Record type -> indexes of the in-memory stores that accept it.
     targets: HashMap<String, Vec<usize>>,
     /// Topic -> record types seen on it: a tombstone has no schema, so it
     /// removes the key from the stores its topic has fed.
     topic_types: HashMap<String, Vec<String>>,
+    /// Shared copy of `topic_types`, kept with snapshots: after a warm
+    /// restart a tombstone must reach the stores its topic fed before it.
+    known_types: Option<KnownTypes>,
 }
 
+/// Topic -> record types seen on it, shared with the snapshot writer.
+pub type KnownTypes = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>>;
+
 impl Dispatcher {
-    /// `redis_writers` is indexed like `stores` (empty when there is no Redis store).
-    pub fn new(stores: Vec<StoreConfig>, shards: Vec<flume::Sender<IngestBatch>>, redis_writers: Vec<Option<flume::Sender<WriteBatch>>>) -> Dispatcher {
-        let pending = shards.iter().map(|_| Vec::with_capacity(BATCH)).collect();
-        let mut redis: Vec<_> = redis_writers.into_iter().map(|w| w.map(|tx| (tx, Vec::new()))).collect();
-        redis.resize_with(stores.len(), || None);
-        Dispatcher { stores, shards, pending, redis, targets: HashMap::new(), topic_types: HashMap::new() }
+    pub fn new(stores: Vec<StoreConfig>, shards: Vec<flume::Sender<IngestBatch>>) -> Dispatcher {
+        let pending = shards.iter().map(|_| IngestBatch::with_capacity(BATCH)).collect();
+        let (targets, topic_types) = (HashMap::new(), HashMap::new());
+        Dispatcher { stores, shards, pending, targets, topic_types, known_types: None }
+    }
+
+    /// Starts from the record types `known` says each topic carried, and
+    /// adds every new one to it.
+    pub fn share_known_types(&mut self, known: KnownTypes) {
+        for (topic, types) in known.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for t in types {
+                self.note_type(topic, t);
+            }
+        }
+        self.known_types = Some(known);
     }
 
     /// Queues `value` for `key` in every store that accepts `record_type`.
@@ -52,11 +69,12 @@ impl Dispatcher {
         let entry = Entry::new(key, value).map_err(Upsert::TooLong)?;
         let owner = owner_of(key.as_bytes(), self.shards.len());
         for store in &stores {
-            if self.redis[*store].is_some() {
-                self.push_redis(*store, key, Some(encode_value(&value.etag, &value.body))).map_err(Upsert::Gone)?;
-            } else {
-                self.push(owner, *store, Change::Upsert(entry.clone())).map_err(Upsert::Gone)?;
-            }
+            // A store with a projection keeps its own cut of the record.
+            let entry = match self.stores[*store].fields() {
+                [] => entry.clone(),
+                fields => Entry::new(key, &project(value, fields)).map_err(Upsert::TooLong)?,
+            };
+            self.push(owner, *store, Change::Upsert(entry)).map_err(Upsert::Gone)?;
         }
         Ok(stores.len())
     }
@@ -69,46 +87,33 @@ impl Dispatcher {
         stores.dedup();
         let owner = owner_of(key.as_bytes(), self.shards.len());
         for store in &stores {
-            if self.redis[*store].is_some() {
-                self.push_redis(*store, key, None)?;
-            } else {
-                self.push(owner, *store, Change::Delete(key.as_bytes().into()))?;
-            }
+            self.push(owner, *store, Change::Delete(key.as_bytes().into()))?;
         }
         Ok(stores.len())
     }
 
     /// Sends every non-empty batch, waiting while a shard's channel is full.
     pub fn flush(&mut self) -> Result<(), ShardsGone> {
+        self.flush_marked(None)
+    }
+
+    /// As `flush`, and with a mark every shard gets and acknowledges once it
+    /// has applied everything sent before it.
+    pub fn flush_marked(&mut self, mark: Option<Arc<FlushMark>>) -> Result<(), ShardsGone> {
         for shard in 0..self.shards.len() {
+            self.pending[shard].mark = mark.clone().map(Ack);
             self.send(shard)?;
         }
-        for store in 0..self.redis.len() {
-            self.send_redis(store)?;
-        }
         Ok(())
     }
 
-    fn push_redis(&mut self, store: usize, key: &str, value: Option<Vec<u8>>) -> Result<(), ShardsGone> {
-        let Some((_, pending)) = &mut self.redis[store] else { return Ok(()) };
-        pending.push((key.as_bytes().to_vec(), value));
-        if pending.len() >= WRITE_BATCH {
-            self.send_redis(store)?;
-        }
-        Ok(())
-    }
-
-    /// Blocks while the Redis writer is behind (Redis slow or down).
-    fn send_redis(&mut self, store: usize) -> Result<(), ShardsGone> {
-        let Some((tx, pending)) = &mut self.redis[store] else { return Ok(()) };
-        if pending.is_empty() {
-            return Ok(());
-        }
-        tx.send(std::mem::take(pending)).map_err(|_| ShardsGone)
+    /// The number of shards fed.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
     }
 
     fn push(&mut self, shard: usize, store: usize, change: Change) -> Result<(), ShardsGone> {
-        self.pending[shard].push((store, change));
+        self.pending[shard].changes.push((store, change));
         if self.pending[shard].len() >= BATCH {
             self.send(shard)?;
         }
@@ -119,7 +124,7 @@ impl Dispatcher {
         if self.pending[shard].is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.pending[shard], Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.pending[shard], IngestBatch::with_capacity(BATCH));
         self.shards[shard].send(batch).map_err(|_| ShardsGone)
     }
 
@@ -130,6 +135,13 @@ impl Dispatcher {
         };
         if !types.iter().any(|t| t == record_type) {
             types.push(record_type.to_string());
+            if let Some(known) = &self.known_types {
+                let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = known.entry(topic.to_string()).or_default();
+                if !seen.iter().any(|t| t == record_type) {
+                    seen.push(record_type.to_string());
+                }
+            }
         }
     }
 
@@ -139,7 +151,7 @@ impl Dispatcher {
                 .stores
                 .iter()
                 .enumerate()
-                .filter(|(i, s)| (matches!(s, StoreConfig::InMemory { .. }) || self.redis[*i].is_some()) && s.accepts(record_type))
+                .filter(|(_, s)| matches!(s, StoreConfig::InMemory { .. }) && s.accepts(record_type))
                 .map(|(i, _)| i)
                 .collect();
             self.targets.insert(record_type.to_string(), stores);
@@ -161,7 +173,8 @@ mod tests {
     use super::*;
 
     fn store(name: &str, schemas: &[&str]) -> StoreConfig {
-        StoreConfig::InMemory { name: name.into(), schemas: schemas.iter().map(|s| s.to_string()).collect() }
+        let schemas = schemas.iter().map(|s| s.to_string()).collect();
+        StoreConfig::InMemory { name: name.into(), schemas, fields: Vec::new(), compression: None }
     }
 
     fn drain(rx: &flume::Receiver<IngestBatch>) -> Vec<(usize, String)> {
@@ -179,7 +192,7 @@ mod tests {
         let (tx0, rx0) = flume::bounded(16);
         let (tx1, rx1) = flume::bounded(16);
         let stores = vec![store("customers", &["customer"]), store("all", &[]), store("bills", &["bill"])];
-        let mut d = Dispatcher::new(stores, vec![tx0, tx1], Vec::new());
+        let mut d = Dispatcher::new(stores, vec![tx0, tx1]);
         let v = StoredValue::new(b"{}".to_vec(), None);
         assert_eq!(d.upsert("c", "customer", "k1", &v).unwrap(), 2);
         assert_eq!(d.upsert("b", "bill", "k1", &v).unwrap(), 2);
@@ -201,10 +214,26 @@ mod tests {
     }
 
     #[test]
+    fn known_types_survive_a_restart() {
+        let (tx0, _rx0) = flume::bounded(16);
+        let known = KnownTypes::default();
+        let mut d = Dispatcher::new(vec![store("customers", &["customer"])], vec![tx0]);
+        d.share_known_types(known.clone());
+        d.upsert("c", "customer", "k1", &StoredValue::new(b"{}".to_vec(), None)).unwrap();
+        assert_eq!(known.lock().unwrap().get("c"), Some(&vec!["customer".to_string()]));
+        let (tx, rx) = flume::bounded(16);
+        let mut again = Dispatcher::new(vec![store("customers", &["customer"])], vec![tx]);
+        again.share_known_types(known);
+        assert_eq!(again.tombstone("c", "k1").unwrap(), 1, "a tombstone right after a restart still reaches the store");
+        again.flush().unwrap();
+        assert_eq!(drain(&rx), vec![(0, "del k1".to_string())]);
+    }
+
+    #[test]
     fn a_closed_shard_is_reported() {
         let (tx, rx) = flume::bounded(1);
         drop(rx);
-        let mut d = Dispatcher::new(vec![store("s", &[])], vec![tx], Vec::new());
+        let mut d = Dispatcher::new(vec![store("s", &[])], vec![tx]);
         d.upsert("t", "x", "k", &StoredValue::new(b"{}".to_vec(), None)).unwrap();
         assert!(d.flush().is_err());
     }

@@ -1,12 +1,19 @@
-//! Kafka ingestion (SPEC section 5): the consumer thread (`consumer`),
-//! Confluent framing and Avro decoding (`decode`), the Schema Registry client
+//! Kafka ingestion: the consumer thread (`consumer`),
+//! Confluent framing and Avro decoding (`decode`), one
+//! message to one decoded record (`record`), the Schema Registry client
 //! and its ID cache (`registry_client`, `schemas`), routing to the owning
-//! shards (`dispatch`), catch-up tracking (`catch_up`) and metrics (`stats`).
+//! shards (`dispatch`), catch-up tracking (`catch_up`), metrics (`stats`),
+//! partitions stuck on a batch the client cannot read (`stuck`), and each
+//! Redis store's own feed (`redis_feed`).
 
 pub mod catch_up;
 pub mod consumer;
 pub mod decode;
 pub mod dispatch;
+pub mod produce;
+pub mod record;
+pub mod redis_feed;
 pub mod registry_client;
 pub mod schemas;
 pub mod stats;
+pub mod stuck;

@@ -1,5 +1,5 @@
 //! A blocking client for Confluent Schema Registry's REST API, used from the
-//! Kafka consumer thread to fetch writer schemas by ID (SPEC section 5) and by
+//! Kafka consumer thread to fetch writer schemas by ID and by
 //! tools to register schemas.
 //!
 //! Why it looks like this:
@@ -42,9 +42,7 @@ pub enum RegistryError {
     Unreachable(String),
     #[error("schema registry refused the request with HTTP {status}: {message}; {hint}", hint = status_hint(*.status))]
     Rejected { status: u16, message: String },
-    #[error(
-        "bad schema registry URL `{0}`: expected http(s)://[user:password@]host[:port][/base/path]"
-    )]
+    #[error("bad schema registry URL `{0}`: expected http(s)://[user:password@]host[:port][/base/path]")]
     BadUrl(String),
 }
 
@@ -78,10 +76,7 @@ pub struct RegistryClient {
 
 impl fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryClient")
-            .field("base", &self.base)
-            .field("basic_auth", &self.auth.is_some())
-            .finish()
+        f.debug_struct("RegistryClient").field("base", &self.base).field("basic_auth", &self.auth.is_some()).finish()
     }
 }
 
@@ -95,24 +90,46 @@ impl RegistryClient {
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
             .build()
-            .map_err(|e| {
-                RegistryError::Unreachable(format!("cannot set up the HTTP client: {e}"))
-            })?;
+            .map_err(|e| RegistryError::Unreachable(format!("cannot set up the HTTP client: {e}")))?;
         Ok(RegistryClient { http, base, auth })
     }
 
     /// The schema text (the `schema` string) registered under global `id`.
     pub fn schema_text(&self, id: u32) -> Result<String, RegistryError> {
-        #[derive(Deserialize)]
-        struct SchemaById {
-            schema: String,
-        }
+        self.schema_by_id(id).map(|s| s.schema)
+    }
+
+    /// The schema registered under global `id`, with its type and references.
+    pub fn schema_by_id(&self, id: u32) -> Result<Registered, RegistryError> {
         let answer = self.send(self.http.get(format!("{}/schemas/ids/{id}", self.base)))?;
         match answer.status {
-            200 => answer.json::<SchemaById>().map(|s| s.schema),
-            404 if answer.error_code() == Some(SCHEMA_NOT_FOUND) => {
-                Err(RegistryError::NotFound { id })
-            }
+            200 => answer.json::<Registered>(),
+            404 if answer.error_code() == Some(SCHEMA_NOT_FOUND) => Err(RegistryError::NotFound { id }),
+            _ => Err(answer.rejected()),
+        }
+    }
+
+    /// The newest version of `subject`: its global ID and schema text.
+    pub fn latest(&self, subject: &str) -> Result<(u32, String), RegistryError> {
+        #[derive(Deserialize)]
+        struct Version {
+            id: u32,
+            schema: String,
+        }
+        let subject = crate::http::encode_path_segment(subject);
+        let answer = self.send(self.http.get(format!("{}/subjects/{subject}/versions/latest", self.base)))?;
+        match answer.status {
+            200 => answer.json::<Version>().map(|v| (v.id, v.schema)),
+            _ => Err(answer.rejected()),
+        }
+    }
+
+    /// Version `version` of `subject` (how a schema names its references).
+    pub fn schema_by_version(&self, subject: &str, version: i64) -> Result<Registered, RegistryError> {
+        let url = format!("{}/subjects/{}/versions/{version}", self.base, crate::http::encode_path_segment(subject));
+        let answer = self.send(self.http.get(url))?;
+        match answer.status {
+            200 => answer.json::<Registered>(),
             _ => Err(answer.rejected()),
         }
     }
@@ -124,18 +141,9 @@ impl RegistryClient {
         struct Registered {
             id: u32,
         }
-        let url = format!(
-            "{}/subjects/{}/versions",
-            self.base,
-            crate::http::encode_path_segment(subject)
-        );
+        let url = format!("{}/subjects/{}/versions", self.base, crate::http::encode_path_segment(subject));
         let body = serde_json::json!({ "schema": schema_json }).to_string();
-        let answer = self.send(
-            self.http
-                .post(url)
-                .header("Content-Type", CONTENT_TYPE)
-                .body(body),
-        )?;
+        let answer = self.send(self.http.post(url).header("Content-Type", CONTENT_TYPE).body(body))?;
         match answer.status {
             200 => answer.json::<Registered>().map(|r| r.id),
             _ => Err(answer.rejected()),
@@ -149,23 +157,35 @@ impl RegistryClient {
         if let Some(auth) = &self.auth {
             request = request.header("Authorization", auth);
         }
-        let response = request
-            .send()
-            .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+        let response = request.send().map_err(|e| RegistryError::Unreachable(e.to_string()))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .map_err(|e| RegistryError::Unreachable(format!("reading the answer: {e}")))?;
+        let body = response.text().map_err(|e| RegistryError::Unreachable(format!("reading the answer: {e}")))?;
         let answer = Answer { status, body };
         if status >= 500 || status == 429 {
-            return Err(RegistryError::Unreachable(format!(
-                "HTTP {status} from {}: {}",
-                self.base,
-                answer.message()
-            )));
+            return Err(RegistryError::Unreachable(format!("HTTP {status} from {}: {}", self.base, answer.message())));
         }
         Ok(answer)
     }
+}
+
+/// A schema as the registry serves it (`schemaType` absent means Avro).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    pub schema: String,
+    #[serde(default)]
+    pub schema_type: Option<String>,
+    #[serde(default)]
+    pub references: Vec<Reference>,
+}
+
+/// A schema's reference to another: the name it is known by inside the
+/// schema (a Protobuf import path, an Avro type name), and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Reference {
+    pub name: String,
+    pub subject: String,
+    pub version: i64,
 }
 
 /// A complete HTTP answer from the registry.
@@ -190,30 +210,20 @@ impl Answer {
     }
 
     fn error_code(&self) -> Option<i64> {
-        serde_json::from_str::<ErrorBody>(&self.body)
-            .ok()?
-            .error_code
+        serde_json::from_str::<ErrorBody>(&self.body).ok()?.error_code
     }
 
     /// The registry's own words: Confluent's message and code, or the body.
     fn message(&self) -> String {
         match serde_json::from_str::<ErrorBody>(&self.body) {
-            Ok(ErrorBody {
-                error_code: Some(code),
-                message: Some(m),
-            }) => format!("{m} (error code {code})"),
-            Ok(ErrorBody {
-                message: Some(m), ..
-            }) => m,
+            Ok(ErrorBody { error_code: Some(code), message: Some(m) }) => format!("{m} (error code {code})"),
+            Ok(ErrorBody { message: Some(m), .. }) => m,
             _ => truncate(&self.body),
         }
     }
 
     fn rejected(&self) -> RegistryError {
-        RegistryError::Rejected {
-            status: self.status,
-            message: self.message(),
-        }
+        RegistryError::Rejected { status: self.status, message: self.message() }
     }
 }
 
@@ -245,15 +255,8 @@ fn basic_auth(user: &str, password: Option<&str>) -> Option<String> {
     if user.is_empty() && password.is_none() {
         return None;
     }
-    let pair = format!(
-        "{}:{}",
-        percent_decode(user),
-        percent_decode(password.unwrap_or(""))
-    );
-    Some(format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    ))
+    let pair = format!("{}:{}", percent_decode(user), percent_decode(password.unwrap_or("")));
+    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
 }
 
 /// Decodes `%XX`; anything else (including a stray `%`) stays as it is.
@@ -285,9 +288,7 @@ fn redact(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
     match url[start..authority_end].rfind('@') {
         Some(at) => format!("{}***@{}", &url[..start], &url[start + at + 1..]),
         None => url.to_string(),
@@ -302,8 +303,7 @@ mod tests {
     use std::net::{SocketAddr, TcpListener};
     use std::sync::mpsc;
 
-    const SCHEMA: &str =
-        r#"{"type":"record","name":"T","namespace":"t","fields":[{"name":"a","type":"string"}]}"#;
+    const SCHEMA: &str = r#"{"type":"record","name":"T","namespace":"t","fields":[{"name":"a","type":"string"}]}"#;
 
     #[test]
     fn credentials_are_taken_out_of_the_url() {
@@ -311,30 +311,19 @@ mod tests {
         assert_eq!(base, "http://host:8081/base");
         let expected = base64::engine::general_purpose::STANDARD.encode("u@x:p:ss");
         assert_eq!(auth.unwrap(), format!("Basic {expected}"));
-        assert_eq!(
-            split_credentials("https://h").unwrap(),
-            ("https://h".to_string(), None)
-        );
+        assert_eq!(split_credentials("https://h").unwrap(), ("https://h".to_string(), None));
         assert_eq!(
             split_credentials("http://key@h:1/").unwrap().1.unwrap(),
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode("key:")
-            )
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("key:"))
         );
     }
 
     #[test]
     fn bad_urls_are_refused_without_showing_the_password() {
         for url in ["ftp://h", "http://", "host:8081", "", "http://u:secret@"] {
-            assert!(
-                matches!(RegistryClient::new(url), Err(RegistryError::BadUrl(_))),
-                "{url}"
-            );
+            assert!(matches!(RegistryClient::new(url), Err(RegistryError::BadUrl(_))), "{url}");
         }
-        let e = RegistryClient::new("http://u:secret@")
-            .unwrap_err()
-            .to_string();
+        let e = RegistryClient::new("http://u:secret@").unwrap_err().to_string();
         assert!(!e.contains("secret") && e.contains("***@"), "{e}");
         assert_eq!(redact("http://a:b@h/x@y"), "http://***@h/x@y");
     }
@@ -350,17 +339,9 @@ mod tests {
     fn only_unreachable_is_retryable_and_messages_say_what_to_do() {
         assert!(RegistryError::Unreachable("x".into()).is_retryable());
         assert!(!RegistryError::NotFound { id: 1 }.is_retryable());
-        assert!(!RegistryError::Rejected {
-            status: 401,
-            message: "m".into()
-        }
-        .is_retryable());
+        assert!(!RegistryError::Rejected { status: 401, message: "m".into() }.is_retryable());
         assert!(!RegistryError::BadUrl("u".into()).is_retryable());
-        let e = RegistryError::Rejected {
-            status: 401,
-            message: "Unauthorized".into(),
-        }
-        .to_string();
+        let e = RegistryError::Rejected { status: 401, message: "Unauthorized".into() }.to_string();
         assert!(e.contains("user:password"), "{e}");
     }
 
@@ -376,26 +357,12 @@ mod tests {
         let client = RegistryClient::new(&format!("http://{}", reg.addr)).unwrap();
         let id = client.register("t-value", SCHEMA).unwrap();
         assert_eq!(id, 1, "IDs start at 1");
-        assert_eq!(
-            client.register("t-value", SCHEMA).unwrap(),
-            id,
-            "same schema, same ID"
-        );
-        assert_eq!(
-            client.register("other/value", SCHEMA).unwrap(),
-            id,
-            "IDs are global"
-        );
+        assert_eq!(client.register("t-value", SCHEMA).unwrap(), id, "same schema, same ID");
+        assert_eq!(client.register("other/value", SCHEMA).unwrap(), id, "IDs are global");
         assert_eq!(client.schema_text(id).unwrap(), SCHEMA);
-        assert!(matches!(
-            client.schema_text(999),
-            Err(RegistryError::NotFound { id: 999 })
-        ));
+        assert!(matches!(client.schema_text(999), Err(RegistryError::NotFound { id: 999 })));
         let bad = client.register("t-value", "{not a schema").unwrap_err();
-        assert!(
-            matches!(&bad, RegistryError::Rejected { status: 422, message } if message.contains("42201")),
-            "{bad}"
-        );
+        assert!(matches!(&bad, RegistryError::Rejected { status: 422, message } if message.contains("42201")), "{bad}");
     }
 
     #[test]
@@ -403,22 +370,15 @@ mod tests {
         let reg = server::spawn("127.0.0.1:0", None, None).unwrap();
         let client = RegistryClient::new(&format!("http://{}/wrong/path", reg.addr)).unwrap();
         let e = client.schema_text(1).unwrap_err();
-        assert!(
-            matches!(&e, RegistryError::Rejected { status: 404, .. }),
-            "{e}"
-        );
+        assert!(matches!(&e, RegistryError::Rejected { status: 404, .. }), "{e}");
     }
 
     #[test]
     fn basic_auth_from_the_url_is_sent() {
-        let reg =
-            server::spawn("127.0.0.1:0", None, Some(("ann".into(), "p@ss:w".into()))).unwrap();
+        let reg = server::spawn("127.0.0.1:0", None, Some(("ann".into(), "p@ss:w".into()))).unwrap();
         let without = RegistryClient::new(&format!("http://{}", reg.addr)).unwrap();
         let e = without.register("s", SCHEMA).unwrap_err();
-        assert!(
-            matches!(&e, RegistryError::Rejected { status: 401, .. }),
-            "{e}"
-        );
+        assert!(matches!(&e, RegistryError::Rejected { status: 401, .. }), "{e}");
         assert!(!e.is_retryable());
         let with = RegistryClient::new(&format!("http://ann:p%40ss%3Aw@{}", reg.addr)).unwrap();
         let id = with.register("s", SCHEMA).unwrap();
@@ -427,17 +387,10 @@ mod tests {
 
     #[test]
     fn unreachable_registry_is_retryable() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let client = RegistryClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
         let e = client.schema_text(1).unwrap_err();
-        assert!(
-            matches!(e, RegistryError::Unreachable(_)) && e.is_retryable(),
-            "{e}"
-        );
+        assert!(matches!(e, RegistryError::Unreachable(_)) && e.is_retryable(), "{e}");
     }
 
     /// Answers one request with `status` and `body`; hands back the request head.
@@ -449,9 +402,7 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             let _ = tx.send(read_request(&mut s));
             let head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = s
-                .write_all(head.as_bytes())
-                .and_then(|()| s.write_all(body.as_bytes()));
+            let _ = s.write_all(head.as_bytes()).and_then(|()| s.write_all(body.as_bytes()));
         });
         (addr, rx)
     }
@@ -464,9 +415,7 @@ mod tests {
             let text = String::from_utf8_lossy(&buf).into_owned();
             if let Some(end) = text.find("\r\n\r\n") {
                 let length = text[..end].lines().find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
                 });
                 if buf.len() >= end + 4 + length.unwrap_or(0) {
                     return text;
@@ -481,50 +430,23 @@ mod tests {
 
     #[test]
     fn server_errors_and_throttling_are_retryable() {
-        for status in [
-            "500 Internal Server Error",
-            "503 Service Unavailable",
-            "429 Too Many Requests",
-        ] {
+        for status in ["500 Internal Server Error", "503 Service Unavailable", "429 Too Many Requests"] {
             let (addr, _) = canned(status, r#"{"error_code":50001,"message":"backend down"}"#);
-            let e = RegistryClient::new(&format!("http://{addr}"))
-                .unwrap()
-                .schema_text(1)
-                .unwrap_err();
-            assert!(
-                e.is_retryable() && e.to_string().contains("backend down"),
-                "{status}: {e}"
-            );
+            let e = RegistryClient::new(&format!("http://{addr}")).unwrap().schema_text(1).unwrap_err();
+            assert!(e.is_retryable() && e.to_string().contains("backend down"), "{status}: {e}");
         }
     }
 
     #[test]
     fn confluent_not_found_body_means_not_found() {
-        let (addr, head) = canned(
-            "404 Not Found",
-            r#"{"error_code":40403,"message":"Schema not found"}"#,
-        );
-        let e = RegistryClient::new(&format!("http://u:pw@{addr}"))
-            .unwrap()
-            .schema_text(7)
-            .unwrap_err();
+        let (addr, head) = canned("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#);
+        let e = RegistryClient::new(&format!("http://u:pw@{addr}")).unwrap().schema_text(7).unwrap_err();
         assert!(matches!(e, RegistryError::NotFound { id: 7 }), "{e}");
         let head = head.recv().unwrap().to_ascii_lowercase();
-        assert!(
-            head.starts_with("get /schemas/ids/7 http/1.1\r\n"),
-            "{head}"
-        );
-        assert!(
-            head.contains(&format!("accept: {ACCEPT}\r\n").to_ascii_lowercase()),
-            "{head}"
-        );
-        let auth = base64::engine::general_purpose::STANDARD
-            .encode("u:pw")
-            .to_ascii_lowercase();
-        assert!(
-            head.contains(&format!("authorization: basic {auth}\r\n")),
-            "{head}"
-        );
+        assert!(head.starts_with("get /schemas/ids/7 http/1.1\r\n"), "{head}");
+        assert!(head.contains(&format!("accept: {ACCEPT}\r\n").to_ascii_lowercase()), "{head}");
+        let auth = base64::engine::general_purpose::STANDARD.encode("u:pw").to_ascii_lowercase();
+        assert!(head.contains(&format!("authorization: basic {auth}\r\n")), "{head}");
     }
 
     #[test]
@@ -533,47 +455,30 @@ mod tests {
         let client = RegistryClient::new(&format!("http://{addr}/sr/")).unwrap();
         assert_eq!(client.register("a/b", SCHEMA).unwrap(), 42);
         let request = head.recv().unwrap();
+        assert!(request.starts_with("POST /sr/subjects/a%2Fb/versions HTTP/1.1\r\n"), "{request}");
         assert!(
-            request.starts_with("POST /sr/subjects/a%2Fb/versions HTTP/1.1\r\n"),
+            request.to_ascii_lowercase().contains("content-type: application/vnd.schemaregistry.v1+json\r\n"),
             "{request}"
         );
-        assert!(
-            request
-                .to_ascii_lowercase()
-                .contains("content-type: application/vnd.schemaregistry.v1+json\r\n"),
-            "{request}"
-        );
-        let body: serde_json::Value =
-            serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(body, serde_json::json!({ "schema": SCHEMA }));
     }
 
     #[test]
     fn a_garbled_success_is_rejected() {
         let (addr, _) = canned("200 OK", "<html>proxy</html>");
-        let e = RegistryClient::new(&format!("http://{addr}"))
-            .unwrap()
-            .schema_text(1)
-            .unwrap_err();
-        assert!(
-            matches!(&e, RegistryError::Rejected { status: 200, message } if message.contains("proxy")),
-            "{e}"
-        );
+        let e = RegistryClient::new(&format!("http://{addr}")).unwrap().schema_text(1).unwrap_err();
+        assert!(matches!(&e, RegistryError::Rejected { status: 200, message } if message.contains("proxy")), "{e}");
     }
 
     #[test]
     fn a_registry_that_never_answers_times_out_as_unreachable() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client =
-            RegistryClient::new(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let client = RegistryClient::new(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         let started = std::time::Instant::now();
         let e = client.schema_text(1).unwrap_err();
         assert!(e.is_retryable(), "{e}");
-        assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
         drop(listener);
     }
 }

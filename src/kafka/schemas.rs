@@ -1,13 +1,19 @@
 //! Writer schemas by ID, fetched once from the registry and kept for the
-//! life of the process (Confluent schema IDs are immutable).
+//! life of the process (Confluent schema IDs are immutable), compiled for
+//! their type (Avro, Protobuf, JSON Schema).
+//!
+//! A schema's `references` (Avro named types, Protobuf imports registered
+//! under other subjects) are fetched recursively by subject and version,
+//! dependencies first, and kept by (subject, version) too, since many
+//! schemas share the same few references.
 //!
 //! An unreachable registry is waited out with backoff: a record is never
 //! skipped because the registry is down. Only an ID the registry answers
 //! "not found" for is a skip; that answer is remembered for a short while so
 //! a run of poison records does not hammer the registry.
 
-use super::decode::WriterSchema;
-use super::registry_client::{RegistryClient, RegistryError};
+use super::decode::{ParsedSchema, SchemaSource, SchemaType};
+use super::registry_client::{Registered, RegistryClient, RegistryError};
 use super::stats::Counters;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +22,8 @@ use std::time::{Duration, Instant};
 const NOT_FOUND_TTL: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Deepest chain of references followed (a cycle is refused before this).
+const MAX_REFERENCE_DEPTH: usize = 32;
 
 /// Why a schema cannot be had.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +38,16 @@ pub enum SchemaError {
 
 pub struct SchemaCache {
     client: RegistryClient,
-    known: HashMap<u32, Arc<WriterSchema>>,
-    not_found: HashMap<u32, Instant>,
+    known: HashMap<u32, Arc<ParsedSchema>>,
+    /// IDs refused lately: when, and why (`None`: the registry does not know it).
+    refused: HashMap<u32, (Instant, Option<String>)>,
+    /// Referenced schemas by (subject, version).
+    versions: HashMap<(String, i64), Registered>,
 }
 
 impl SchemaCache {
     pub fn new(client: RegistryClient) -> SchemaCache {
-        SchemaCache { client, known: HashMap::new(), not_found: HashMap::new() }
+        SchemaCache { client, known: HashMap::new(), refused: HashMap::new(), versions: HashMap::new() }
     }
 
     /// The writer schema for `id`, retrying an unreachable registry until it
@@ -49,25 +60,28 @@ impl SchemaCache {
         counters: &mut Counters,
         stop: &dyn Fn() -> bool,
         waiting: &mut dyn FnMut(Option<&RegistryError>, &mut Counters),
-    ) -> Result<Arc<WriterSchema>, SchemaError> {
+    ) -> Result<Arc<ParsedSchema>, SchemaError> {
         if let Some(s) = self.known.get(&id) {
             return Ok(s.clone());
         }
-        if self.not_found.get(&id).is_some_and(|t| t.elapsed() < NOT_FOUND_TTL) {
-            return Err(SchemaError::Unknown(id));
+        if let Some((_, why)) = self.refused.get(&id).filter(|(at, _)| at.elapsed() < NOT_FOUND_TTL) {
+            return Err(match why {
+                None => SchemaError::Unknown(id),
+                Some(reason) => SchemaError::Unusable { id, reason: reason.clone() },
+            });
         }
         let mut backoff = BACKOFF_START;
         loop {
             counters.schema_fetches += 1;
-            match self.client.schema_text(id) {
-                Ok(text) => {
+            match self.fetch(id) {
+                Ok(source) => {
                     waiting(None, counters);
-                    return self.remember(id, &text, counters);
+                    return self.remember(id, &source, counters);
                 }
                 Err(RegistryError::NotFound { .. }) => {
                     waiting(None, counters);
                     counters.schema_failures += 1;
-                    self.not_found.insert(id, Instant::now());
+                    self.refused.insert(id, (Instant::now(), None));
                     return Err(SchemaError::Unknown(id));
                 }
                 Err(e) if e.is_retryable() => {
@@ -80,25 +94,86 @@ impl SchemaCache {
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
                 Err(e) => {
-                    counters.schema_failures += 1;
-                    return Err(SchemaError::Unusable { id, reason: e.to_string() });
+                    waiting(None, counters);
+                    return Err(self.unusable(id, e.to_string(), counters));
                 }
             }
         }
     }
 
-    fn remember(&mut self, id: u32, text: &str, counters: &mut Counters) -> Result<Arc<WriterSchema>, SchemaError> {
-        match WriterSchema::parse(text) {
+    /// Notes (for a while) and returns that schema `id` cannot be used.
+    fn unusable(&mut self, id: u32, reason: String, counters: &mut Counters) -> SchemaError {
+        counters.schema_failures += 1;
+        tracing::warn!(schema_id = id, %reason, "schema cannot be used; records written with it are skipped");
+        self.refused.insert(id, (Instant::now(), Some(reason.clone())));
+        SchemaError::Unusable { id, reason }
+    }
+
+    /// The schema `id` with its references, dependencies first. A type we
+    /// cannot decode comes back as a refusal, not an outage.
+    fn fetch(&mut self, id: u32) -> Result<SchemaSource, RegistryError> {
+        let registered = self.client.schema_by_id(id)?;
+        let schema_type =
+            SchemaType::from_registry(registered.schema_type.as_deref()).ok_or_else(|| RegistryError::Rejected {
+                status: 200,
+                message: format!("schema type {:?} is not supported", registered.schema_type),
+            })?;
+        let mut references = Vec::new();
+        let mut path = Vec::new();
+        self.add_references(&registered, &mut references, &mut path)?;
+        Ok(SchemaSource { schema_type, text: registered.schema, references })
+    }
+
+    /// Appends `schema`'s references, each after its own, depth first;
+    /// `path` is the chain being followed, to refuse cycles.
+    fn add_references(
+        &mut self,
+        schema: &Registered,
+        out: &mut Vec<(String, String)>,
+        path: &mut Vec<(String, i64)>,
+    ) -> Result<(), RegistryError> {
+        for reference in &schema.references {
+            if out.iter().any(|(name, _)| *name == reference.name) {
+                continue;
+            }
+            let at = (reference.subject.clone(), reference.version);
+            if path.contains(&at) || path.len() >= MAX_REFERENCE_DEPTH {
+                let message = format!("references of {} version {} loop or nest too deeply", at.0, at.1);
+                return Err(RegistryError::Rejected { status: 200, message });
+            }
+            let referenced = self.version(&at.0, at.1)?;
+            path.push(at);
+            self.add_references(&referenced, out, path)?;
+            path.pop();
+            out.push((reference.name.clone(), referenced.schema));
+        }
+        Ok(())
+    }
+
+    fn version(&mut self, subject: &str, version: i64) -> Result<Registered, RegistryError> {
+        let at = (subject.to_string(), version);
+        if let Some(known) = self.versions.get(&at) {
+            return Ok(known.clone());
+        }
+        let registered = self.client.schema_by_version(subject, version)?;
+        self.versions.insert(at, registered.clone());
+        Ok(registered)
+    }
+
+    fn remember(
+        &mut self,
+        id: u32,
+        source: &SchemaSource,
+        counters: &mut Counters,
+    ) -> Result<Arc<ParsedSchema>, SchemaError> {
+        match ParsedSchema::compile(source) {
             Ok(schema) => {
                 let schema = Arc::new(schema);
                 self.known.insert(id, schema.clone());
-                self.not_found.remove(&id);
+                self.refused.remove(&id);
                 Ok(schema)
             }
-            Err(e) => {
-                counters.schema_failures += 1;
-                Err(SchemaError::Unusable { id, reason: e.to_string() })
-            }
+            Err(e) => Err(self.unusable(id, e.to_string(), counters)),
         }
     }
 }

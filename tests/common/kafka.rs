@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 
 pub fn tansu_bin() -> String {
     let out = Command::new("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tansu-path.sh")).output().unwrap();
-    assert!(out.status.success(), "no tansu broker: run scripts/install-deps.sh ({})", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "no tansu broker: run scripts/install-deps.sh ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -75,9 +79,12 @@ impl Broker {
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-        let result = futures_lite::future::block_on(admin.create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))));
+        let result = futures_lite::future::block_on(
+            admin.create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))),
+        );
         for r in result.expect("create topic") {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
@@ -138,7 +145,31 @@ impl TestProducer {
             match self.producer.send(record) {
                 Ok(()) => break,
                 Err((e, r)) => {
-                    assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "{e}");
+                    assert!(
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
+                        "{e}"
+                    );
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Sends one Avro record to an explicit partition.
+    pub fn send_avro_to(&self, topic: &str, partition: i32, key: &str, schema: &Schema, value: Value) {
+        let payload = encode_frame(schema.id, &encode_datum(schema, value));
+        let mut record = BaseRecord::<str, [u8]>::to(topic).partition(partition).key(key).payload(&payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+                    assert!(matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)), "{e}");
                     self.producer.poll(Duration::from_millis(10));
                     record = r;
                 }
@@ -178,95 +209,76 @@ pub fn register(registry_url: &str, subject: &str, schema_json: &str) -> Schema 
     Schema { id, schema: apache_avro::Schema::parse_str(schema_json).unwrap() }
 }
 
-pub const CUSTOMER_V1: &str = r#"{"type":"record","name":"Customer","namespace":"com.acme","fields":[
- {"name":"accountId","type":"string"},{"name":"name","type":"string"},{"name":"address","type":"string"},
- {"name":"phone","type":"string"},{"name":"createdAt","type":"long"},{"name":"updatedAt","type":"long"}]}"#;
+#[allow(unused_imports)] // not every test binary uses every record kind
+pub use push_cache_sample::fixed::*;
 
-pub const CUSTOMER_V2: &str = r#"{"type":"record","name":"Customer","namespace":"com.acme","fields":[
- {"name":"accountId","type":"string"},{"name":"name","type":"string"},{"name":"address","type":"string"},
- {"name":"phone","type":"string"},{"name":"createdAt","type":"long"},{"name":"updatedAt","type":"long"},
- {"name":"email","type":["null","string"],"default":null}]}"#;
-
-pub const BILL: &str = r#"{"type":"record","name":"Bill","namespace":"com.acme","fields":[
- {"name":"accountId","type":"string"},{"name":"year","type":"int"},{"name":"totalAmount","type":"double"},
- {"name":"payments","type":{"type":"array","items":{"type":"record","name":"Payment","fields":[
-   {"name":"date","type":"string"},{"name":"amount","type":"double"},{"name":"method","type":"string"}]}}}]}"#;
-
-pub const USAGE: &str = r#"{"type":"record","name":"Usage","namespace":"com.acme","fields":[
- {"name":"accountId","type":"string"},{"name":"serviceType","type":"string"},{"name":"amount","type":"double"},
- {"name":"unit","type":"string"},{"name":"timestamp","type":"long"}]}"#;
-
-pub const TICKET: &str = r#"{"type":"record","name":"Ticket","namespace":"com.acme","fields":[
- {"name":"ticketId","type":"string"},{"name":"accountId","type":"string"},{"name":"issue","type":"string"},
- {"name":"status","type":"string"},{"name":"timestamp","type":"long"}]}"#;
-
-fn s(v: &str) -> Value {
-    Value::String(v.to_string())
+/// CRC-32C (Castagnoli), as Kafka record batches carry it.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
-/// A customer record and the JSON body the cache must serve for it.
-pub fn customer(i: u64, version: u64) -> (Value, String) {
-    let (id, name, addr, created, updated) =
-        (format!("acct-{i:08}"), format!("Customer {i} v{version}"), format!("{i} Long Street"), 1_700_000_000_000 + i, 1_700_000_500_000 + i * 10 + version);
-    let value = Value::Record(vec![
-        ("accountId".into(), s(&id)),
-        ("name".into(), s(&name)),
-        ("address".into(), s(&addr)),
-        ("phone".into(), s("+44 20 7946 0000")),
-        ("createdAt".into(), Value::Long(created as i64)),
-        ("updatedAt".into(), Value::Long(updated as i64)),
-    ]);
-    let json = format!(
-        r#"{{"accountId":"{id}","name":"{name}","address":"{addr}","phone":"+44 20 7946 0000","createdAt":{created},"updatedAt":{updated}}}"#
-    );
-    (value, json)
+/// A v2 record batch of `count` records whose attributes say `codec`
+/// (1 gzip, 2 snappy, 3 lz4, 4 zstd) but whose payload is `payload` as is:
+/// with garbage there, no consumer can decompress it.
+pub fn raw_batch(codec: i16, count: i32, payload: &[u8]) -> Vec<u8> {
+    let mut after_crc = Vec::new();
+    after_crc.extend_from_slice(&codec.to_be_bytes()); // attributes
+    after_crc.extend_from_slice(&(count - 1).to_be_bytes()); // lastOffsetDelta
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    after_crc.extend_from_slice(&now.to_be_bytes()); // baseTimestamp
+    after_crc.extend_from_slice(&now.to_be_bytes()); // maxTimestamp
+    after_crc.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+    after_crc.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+    after_crc.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    after_crc.extend_from_slice(&count.to_be_bytes());
+    after_crc.extend_from_slice(payload);
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&0i64.to_be_bytes()); // baseOffset (the broker assigns it)
+    let length = 4 + 1 + 4 + after_crc.len() as i32; // leader epoch, magic, crc, rest
+    batch.extend_from_slice(&length.to_be_bytes());
+    batch.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
+    batch.push(2); // magic
+    batch.extend_from_slice(&crc32c(&after_crc).to_be_bytes());
+    batch.extend_from_slice(&after_crc);
+    batch
 }
 
-pub fn customer_v2(i: u64, email: Option<&str>) -> (Value, String) {
-    let (Value::Record(mut fields), json) = customer(i, 2) else { unreachable!() };
-    let (avro, text) = match email {
-        Some(e) => (Value::Union(1, Box::new(s(e))), format!("\"{e}\"")),
-        None => (Value::Union(0, Box::new(Value::Null)), "null".to_string()),
-    };
-    fields.push(("email".into(), avro));
-    (Value::Record(fields), format!("{},\"email\":{text}}}", &json[..json.len() - 1]))
-}
-
-pub fn bill(i: u64) -> (Value, String) {
-    let id = format!("acct-{i:08}");
-    let payment = |d: &str, a: f64, m: &str| Value::Record(vec![("date".into(), s(d)), ("amount".into(), Value::Double(a)), ("method".into(), s(m))]);
-    let value = Value::Record(vec![
-        ("accountId".into(), s(&id)),
-        ("year".into(), Value::Int(2024)),
-        ("totalAmount".into(), Value::Double(120.5)),
-        ("payments".into(), Value::Array(vec![payment("2024-01-31T10:00:00Z", 60.25, "card"), payment("2024-02-29T10:00:00Z", 60.25, "direct_debit")])),
-    ]);
-    let json = format!(
-        r#"{{"accountId":"{id}","year":2024,"totalAmount":120.5,"payments":[{{"date":"2024-01-31T10:00:00Z","amount":60.25,"method":"card"}},{{"date":"2024-02-29T10:00:00Z","amount":60.25,"method":"direct_debit"}}]}}"#
-    );
-    (value, json)
-}
-
-pub fn usage(i: u64) -> (Value, String) {
-    let id = format!("acct-{i:08}");
-    let value = Value::Record(vec![
-        ("accountId".into(), s(&id)),
-        ("serviceType".into(), s("mobile_data")),
-        ("amount".into(), Value::Double(1.5)),
-        ("unit".into(), s("GB")),
-        ("timestamp".into(), Value::Long(1_700_000_000_000)),
-    ]);
-    (value, format!(r#"{{"accountId":"{id}","serviceType":"mobile_data","amount":1.5,"unit":"GB","timestamp":1700000000000}}"#))
-}
-
-pub fn ticket(i: u64) -> (Value, String) {
-    let (tid, id) = (format!("tkt-{i:06}"), format!("acct-{i:08}"));
-    let value = Value::Record(vec![
-        ("ticketId".into(), s(&tid)),
-        ("accountId".into(), s(&id)),
-        ("issue".into(), s("No \"signal\" at home")),
-        ("status".into(), s("open")),
-        ("timestamp".into(), Value::Long(1_700_000_000_000)),
-    ]);
-    (value, format!(r#"{{"ticketId":"{tid}","accountId":"{id}","issue":"No \"signal\" at home","status":"open","timestamp":1700000000000}}"#))
+/// Sends `batch` to `topic`/`partition` with a raw Produce (v3) request, as
+/// a client with its own encoder would; returns the partition's error code.
+pub fn produce_raw_batch(bootstrap: &str, topic: &str, partition: i32, batch: &[u8]) -> i16 {
+    use std::io::{Read, Write};
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i16.to_be_bytes()); // api key: Produce
+    body.extend_from_slice(&3i16.to_be_bytes()); // api version
+    body.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id: null
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // acks: all
+    body.extend_from_slice(&10_000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&partition.to_be_bytes());
+    body.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    body.extend_from_slice(batch);
+    let mut stream = TcpStream::connect(bootstrap).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).unwrap();
+    let mut reply = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut reply).unwrap();
+    // correlation id, topics (1), name, partitions (1), index, then the error code.
+    let at = 4 + 4 + 2 + topic.len() + 4 + 4;
+    i16::from_be_bytes([reply[at], reply[at + 1]])
 }

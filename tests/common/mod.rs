@@ -42,7 +42,14 @@ pub fn config_yaml(port: u16, webservice_extra: &str, rest: &str) -> String {
 /// The YAML of a test server fed by Kafka: `topics` is a YAML value
 /// (`customers` or `[customers, bills]`), `stores` and `routes` are YAML
 /// flow mappings, one per list item. Two shards.
-pub fn kafka_config(port: u16, brokers: &str, registry_url: &str, topics: &str, stores: &[&str], routes: &[&str]) -> String {
+pub fn kafka_config(
+    port: u16,
+    brokers: &str,
+    registry_url: &str,
+    topics: &str,
+    stores: &[&str],
+    routes: &[&str],
+) -> String {
     let items = |list: &[&str]| list.iter().map(|item| format!("    - {item}\n")).collect::<String>();
     let rest = format!(
         "kafka:
@@ -62,7 +69,15 @@ cache:
     config_yaml(port, "", &rest)
 }
 
-pub const KAFKA_NOWHERE: &str = "kafka: {brokers: '127.0.0.1:1', group_id: test, topic: t, schema_registry_url: 'http://127.0.0.1:1'}\n";
+/// `kafka_config` with one in-memory store `customers` of `customer`
+/// records on topic `customers`, served at `/customers`.
+pub fn customers_config(port: u16, brokers: &str, registry_url: &str) -> String {
+    let stores = ["{name: customers, type: in_memory, schemas: [customer]}"];
+    kafka_config(port, brokers, registry_url, "customers", &stores, &["{path: /customers, store: customers}"])
+}
+
+pub const KAFKA_NOWHERE: &str =
+    "kafka: {brokers: '127.0.0.1:1', group_id: test, topic: t, schema_registry_url: 'http://127.0.0.1:1'}\n";
 
 pub const DEFAULT_CACHE: &str = "cache:
   stores: [{name: main, type: in_memory}, {name: tickets, type: in_memory}]
@@ -204,14 +219,25 @@ pub fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>, head_only: b
         let mut resp = httparse::Response::new(&mut headers);
         if let httparse::Status::Complete(n) = resp.parse(pending).expect("valid response") {
             let status = resp.code.unwrap();
-            let headers: Vec<(String, String)> =
-                resp.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            let headers: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
             let len: usize = headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
                 .map(|(_, v)| v.parse().unwrap())
                 .unwrap_or(0);
             let len = if head_only || status == 304 || status == 100 { 0 } else { len };
+            let chunked = headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+            if chunked && !head_only {
+                pending.drain(..n);
+                let body = read_chunked(stream, pending);
+                return Response { status, headers, body };
+            }
             while pending.len() < n + len {
                 read_some(stream, pending);
             }
@@ -220,6 +246,29 @@ pub fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>, head_only: b
             return Response { status, headers, body };
         }
         read_some(stream, pending);
+    }
+}
+
+/// Reads a chunked body (RFC 9112 section 7.1) from the front of `pending`.
+fn read_chunked(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = pending.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            read_some(stream, pending);
+        };
+        let line = String::from_utf8_lossy(&pending[..line_end]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).expect("chunk size");
+        while pending.len() < line_end + 2 + size + 2 {
+            read_some(stream, pending);
+        }
+        body.extend_from_slice(&pending[line_end + 2..line_end + 2 + size]);
+        pending.drain(..line_end + 2 + size + 2);
+        if size == 0 {
+            return body;
+        }
     }
 }
 
@@ -264,7 +313,11 @@ pub fn get(path: &str) -> Vec<u8> {
 }
 
 pub fn post(path: &str, body: &str) -> Vec<u8> {
-    format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 pub fn customer_body(i: usize) -> String {

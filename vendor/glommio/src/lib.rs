@@ -258,7 +258,6 @@
 //!     std::io::Result::Ok(())
 //! });
 //! ```
-#![allow(dead_code, unused_must_use)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(doc, deny(rustdoc::broken_intra_doc_links))]
 #![cfg_attr(feature = "native-tls", feature(thread_local))]
