@@ -308,7 +308,7 @@ fn write_node(nodes: &[Node], id: NodeId, r: &mut Reader, out: &mut Vec<u8>, dep
                 Some(n) => r.take(*n)?,
                 None => r.sized()?,
             };
-            write_decimal(out, bytes, *scale);
+            write_decimal(out, bytes, *scale)?;
         }
         Node::UuidFixed => write_uuid(out, r.take(16)?),
         Node::Duration => {
@@ -438,18 +438,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The widest decimal written (4 KiB of two's complement, about 9 900
+/// digits): turning bytes into digits is quadratic in the width, so a
+/// hostile record cannot make the consumer spin on one value.
+pub const MAX_DECIMAL_BYTES: usize = 4096;
+
 /// A decimal's unscaled two's-complement value with its scale, as a JSON
-/// string (`"-123.45"`) so no precision is lost; over 16 bytes, base64.
-fn write_decimal(out: &mut Vec<u8>, bytes: &[u8], scale: usize) {
-    if bytes.is_empty() || bytes.len() > 16 {
-        return write_base64(out, bytes);
+/// string of its exact digits (`"-123.45"`), so no precision is lost at any
+/// width. Empty bytes are the value zero.
+fn write_decimal(out: &mut Vec<u8>, bytes: &[u8], scale: usize) -> Result<(), DecodeError> {
+    if bytes.len() > MAX_DECIMAL_BYTES {
+        return Err(malformed("decimal wider than 4096 bytes"));
     }
-    let negative = bytes[0] & 0x80 != 0;
-    let mut v: i128 = if negative { -1 } else { 0 };
-    for b in bytes {
-        v = (v << 8) | i128::from(*b);
-    }
-    let digits = v.unsigned_abs().to_string();
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let digits = magnitude_digits(bytes, negative);
     let digits =
         if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
     let (int, frac) = digits.split_at(digits.len() - scale);
@@ -463,6 +465,43 @@ fn write_decimal(out: &mut Vec<u8>, bytes: &[u8], scale: usize) {
         out.extend_from_slice(frac.as_bytes());
     }
     out.push(b'"');
+    Ok(())
+}
+
+/// The decimal digits of the absolute value of a big-endian two's-complement
+/// integer: the magnitude in 32-bit limbs, divided by 10^9 until it is zero.
+fn magnitude_digits(bytes: &[u8], negative: bool) -> String {
+    let mut magnitude: Vec<u8> = bytes.iter().map(|b| if negative { !b } else { *b }).collect();
+    if negative {
+        // Two's complement: invert (done above), then add one.
+        for b in magnitude.iter_mut().rev() {
+            let (sum, carry) = b.overflowing_add(1);
+            *b = sum;
+            if !carry {
+                break;
+            }
+        }
+    }
+    let pad = (4 - magnitude.len() % 4) % 4;
+    let padded: Vec<u8> = std::iter::repeat_n(0, pad).chain(magnitude).collect();
+    let mut limbs: Vec<u32> = padded.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut groups = Vec::new();
+    while limbs.iter().any(|l| *l != 0) {
+        let mut rest = 0u64;
+        for limb in limbs.iter_mut() {
+            let v = (rest << 32) | u64::from(*limb);
+            *limb = (v / 1_000_000_000) as u32;
+            rest = v % 1_000_000_000;
+        }
+        groups.push(rest as u32);
+        let zeros = limbs.iter().take_while(|l| **l == 0).count();
+        limbs.drain(..zeros);
+    }
+    let mut text = groups.pop().map_or_else(|| "0".to_string(), |g| g.to_string());
+    for g in groups.iter().rev() {
+        text.push_str(&format!("{g:09}"));
+    }
+    text
 }
 
 fn write_uuid(out: &mut Vec<u8>, b: &[u8]) {

@@ -148,11 +148,67 @@ fn floats_are_formatted_like_serde_json() {
 #[test]
 fn decimal_text() {
     let mut out = Vec::new();
-    write_decimal(&mut out, &[0x01], 3);
+    write_decimal(&mut out, &[0x01], 3).unwrap();
     assert_eq!(out, br#""0.001""#);
     out.clear();
-    write_decimal(&mut out, &[0x30, 0x39], 0);
+    write_decimal(&mut out, &[0x30, 0x39], 0).unwrap();
     assert_eq!(out, br#""12345""#);
+    out.clear();
+    write_decimal(&mut out, &[], 2).unwrap();
+    assert_eq!(out, br#""0.00""#, "empty bytes are zero");
+    out.clear();
+    write_decimal(&mut out, &[0xff, 0x85], 1).unwrap();
+    assert_eq!(out, br#""-12.3""#);
+}
+
+/// Wider than an i128: the exact digits, checked against a decimal
+/// long-multiplication of the same bytes, for both signs and many widths.
+#[test]
+fn decimals_of_any_width_keep_every_digit() {
+    fn reference(bytes: &[u8]) -> String {
+        // Unsigned value of the bytes in base 10, little-endian digits.
+        let mut digits = vec![0u32];
+        for b in bytes {
+            let mut carry = u32::from(*b);
+            for d in digits.iter_mut() {
+                let v = *d * 256 + carry;
+                *d = v % 10;
+                carry = v / 10;
+            }
+            while carry > 0 {
+                digits.push(carry % 10);
+                carry /= 10;
+            }
+        }
+        while digits.len() > 1 && digits.last() == Some(&0) {
+            digits.pop();
+        }
+        digits.iter().rev().map(|d| char::from(b'0' + *d as u8)).collect()
+    }
+    let mut rng = crate::kafka::decode::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+    for width in [1, 15, 16, 17, 20, 33, 64, 200, 512] {
+        let mut bytes: Vec<u8> = (0..width).map(|_| rng.next() as u8).collect();
+        bytes[0] &= 0x7f;
+        let mut out = Vec::new();
+        write_decimal(&mut out, &bytes, 0).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", reference(&bytes)), "width {width}");
+        // The negative: two's complement of the same magnitude.
+        let mut negated: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for b in negated.iter_mut().rev() {
+            let (sum, carry) = b.overflowing_add(1);
+            *b = sum;
+            if !carry {
+                break;
+            }
+        }
+        if negated[0] & 0x80 != 0 {
+            let mut out = Vec::new();
+            write_decimal(&mut out, &negated, 0).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), format!("\"-{}\"", reference(&bytes)), "width {width}");
+        }
+    }
+    let mut out = Vec::new();
+    assert!(write_decimal(&mut out, &vec![1; MAX_DECIMAL_BYTES + 1], 0).is_err());
 }
 
 #[test]
