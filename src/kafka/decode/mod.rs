@@ -14,6 +14,7 @@
 pub mod avro;
 pub mod json;
 pub mod key;
+mod non_finite;
 mod proto_json;
 pub mod protobuf;
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! message is decoded into a `DynamicMessage` and serialized by
 //! `prost-reflect`'s serde mapping. Both write the same bytes.
 
+use super::non_finite::NonFinite;
 use super::proto_json::Plans;
 use super::{DecodeError, MAX_BODY};
 use crate::store::value::StoredValue;
@@ -158,7 +159,7 @@ impl ProtoSchema {
         let options = SerializeOptions::new().skip_default_fields(skip_defaults);
         let mut serializer = serde_json::Serializer::new(&mut body);
         decoded
-            .serialize_with_options(&mut serializer, &options)
+            .serialize_with_options(NonFinite(&mut serializer), &options)
             .map_err(|e| DecodeError::BadProtobuf(e.to_string()))?;
         if body.len() > MAX_BODY {
             return Err(DecodeError::TooLarge);
@@ -373,6 +374,30 @@ message Other { int32 n = 1; }
         }
         let missing = ProtoSchema::parse(main, &[]).unwrap_err();
         assert!(matches!(missing, DecodeError::BadSchema(_)), "{missing}");
+    }
+
+    /// The proto3 JSON mapping writes a non-finite `FloatValue` or
+    /// `DoubleValue` as a string, as it does a plain float field.
+    #[test]
+    fn non_finite_wrappers_are_strings_not_null() {
+        let proto = r#"syntax = "proto3";
+import "google/protobuf/wrappers.proto";
+message Reading { google.protobuf.DoubleValue d = 1; google.protobuf.FloatValue f = 2; double plain = 3; }
+"#;
+        let schema = ProtoSchema::parse(proto, &[]).unwrap();
+        let desc = schema.file.messages().next().unwrap();
+        let pool = desc.parent_pool().clone();
+        let wrapper = |name: &str, value: Value| {
+            let mut w = DynamicMessage::new(pool.get_message_by_name(name).unwrap());
+            w.set_field_by_name("value", value);
+            Value::Message(w)
+        };
+        let mut m = DynamicMessage::new(desc);
+        m.set_field_by_name("d", wrapper("google.protobuf.DoubleValue", Value::F64(f64::NAN)));
+        m.set_field_by_name("f", wrapper("google.protobuf.FloatValue", Value::F32(f32::NEG_INFINITY)));
+        m.set_field_by_name("plain", Value::F64(f64::INFINITY));
+        let (_, value) = schema.decode_value(&framed(&[0], &m)).unwrap();
+        assert_eq!(&value.body[..], br#"{"d":"NaN","f":"-Infinity","plain":"Infinity"}"#);
     }
 
     #[test]
