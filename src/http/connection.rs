@@ -27,7 +27,9 @@
 //! connection, and a reset can destroy the response before the client read it.
 
 use super::deadline::{Registration, TimedStream};
-use super::request::{parse_head, BodyFraming, Chunked, ChunkedDecoder, Method, ParseError, Request, RequestHead};
+use super::request::{
+    oversized_head, parse_head, BodyFraming, Chunked, ChunkedDecoder, Method, ParseError, Request, RequestHead,
+};
 use super::response::{self, Framing, ResponseWriter};
 use super::Handler;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -109,6 +111,7 @@ impl From<ParseError> for Stop {
         let reason = match e {
             ParseError::Malformed(why) => why,
             ParseError::HeadersTooLarge => "request header section too large",
+            ParseError::TargetTooLong => "request target too long",
             ParseError::BodyTooLarge => "request body too large",
             ParseError::AmbiguousLength => "request has both Content-Length and Transfer-Encoding",
             ParseError::UnsupportedEncoding => "only the chunked transfer coding (alone) is supported",
@@ -182,7 +185,7 @@ impl<S: Transport> Connection<'_, S> {
                 Read::Closed => return Ok(Err(Stop::Quietly)),
                 Read::TimedOut if self.input.is_empty() => return Ok(Err(Stop::Quietly)),
                 Read::TimedOut => return Ok(Err(Stop::Reject(408, "request header not received in time"))),
-                Read::Full => return Ok(Err(ParseError::HeadersTooLarge.into())),
+                Read::Full => return Ok(Err(oversized_head(self.input.data(), limits.header_bytes).into())),
             }
         }
     }

@@ -123,6 +123,8 @@ pub enum ParseError {
     Malformed(&'static str),
     #[error("request header section too large")]
     HeadersTooLarge,
+    #[error("request target too long")]
+    TargetTooLong,
     #[error("request body too large")]
     BodyTooLarge,
     #[error("request has both Content-Length and Transfer-Encoding")]
@@ -140,6 +142,7 @@ impl ParseError {
         match self {
             ParseError::Malformed(_) | ParseError::AmbiguousLength => 400,
             ParseError::HeadersTooLarge => 431,
+            ParseError::TargetTooLong => 414,
             ParseError::BodyTooLarge => 413,
             ParseError::UnsupportedEncoding => 501,
             ParseError::Version => 505,
@@ -162,14 +165,14 @@ fn parse_with_httparse(buf: &[u8], header_limit: usize, body_limit: usize) -> Re
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= header_limit => return Err(ParseError::HeadersTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= header_limit => return Err(oversized_head(buf, header_limit)),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
         Err(httparse::Error::Version) => return Err(ParseError::Version),
         Err(_) => return Err(ParseError::Malformed(REQUEST_LINE_OR_HEADER)),
     };
     if len > header_limit {
-        return Err(ParseError::HeadersTooLarge);
+        return Err(oversized_head(buf, header_limit));
     }
     // httparse accepts a bare LF as a line end; RFC 9112 senders never send one.
     if buf[..len].iter().enumerate().any(|(i, b)| *b == b'\n' && (i == 0 || buf[i - 1] != b'\r')) {
@@ -196,6 +199,18 @@ fn parse_with_httparse(buf: &[u8], header_limit: usize, body_limit: usize) -> Re
     Ok(Some(head))
 }
 
+/// What a head that filled the header limit is refused as: 414 when the
+/// request line itself has not ended (RFC 9112 section 3), else 431.
+pub fn oversized_head(buf: &[u8], header_limit: usize) -> ParseError {
+    let buf = &buf[..buf.len().min(header_limit)];
+    let skipped = buf.chunks(2).take_while(|pair| *pair == b"\r\n").count() * 2;
+    if buf[skipped..].contains(&b'\n') {
+        ParseError::HeadersTooLarge
+    } else {
+        ParseError::TargetTooLong
+    }
+}
+
 const REQUEST_LINE: &str = "request line is not METHOD SP target SP HTTP/x.y";
 const BARE_LF: &str = "bare LF in the request head; lines end with CRLF";
 const REQUEST_LINE_OR_HEADER: &str = "malformed request line or header field";
@@ -207,7 +222,7 @@ fn judge_version(buf: &[u8], header_limit: usize, body_limit: usize) -> Result<O
     // httparse skips empty lines before the request line; so do we.
     let skipped = buf.chunks(2).take_while(|pair| *pair == b"\r\n").count() * 2;
     let Some(line_end) = buf[skipped..].iter().position(|b| *b == b'\n').map(|n| skipped + n) else {
-        return if buf.len() >= header_limit { Err(ParseError::HeadersTooLarge) } else { Ok(None) };
+        return if buf.len() >= header_limit { Err(oversized_head(buf, header_limit)) } else { Ok(None) };
     };
     let line = buf[skipped..line_end].strip_suffix(b"\r").ok_or(ParseError::Malformed(BARE_LF))?;
     let mut parts = line.split(|b| *b == b' ');
@@ -590,6 +605,9 @@ mod tests {
         assert_eq!(status("\x00\x01 garbage\r\n\r\n"), 400);
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(300));
         assert_eq!(parse_head(big.as_bytes(), 256, 1024), Err(ParseError::HeadersTooLarge));
+        let long_target = format!("GET /{} HTTP/1.1\r\n", "a".repeat(300));
+        assert_eq!(parse_head(long_target.as_bytes(), 256, 1024), Err(ParseError::TargetTooLong));
+        assert_eq!(ParseError::TargetTooLong.status(), 414);
         let many: String = (0..70).map(|i| format!("X{i}: v\r\n")).collect();
         assert_eq!(head(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Err(ParseError::HeadersTooLarge));
     }

@@ -35,7 +35,9 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
         422 => "Unprocessable Content",
@@ -44,6 +46,7 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
@@ -311,6 +314,16 @@ mod tests {
     use super::*;
 
     const KEEP: Framing = Framing { head_only: false, close: false, keep_alive_10: false };
+
+    /// Every status the crate answers with has its reason phrase (a 504 once
+    /// went out as "504 Unknown").
+    #[test]
+    fn every_status_sent_has_its_reason_phrase() {
+        let sent = [100, 200, 201, 304, 400, 401, 404, 405, 408, 409, 413, 414, 415, 417, 422, 431, 500, 501, 502, 503];
+        for status in sent.into_iter().chain([504, 505]) {
+            assert_ne!(reason(status), "Unknown", "{status}");
+        }
+    }
 
     #[test]
     fn dates_format_like_rfc_9110() {
