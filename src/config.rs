@@ -294,9 +294,12 @@ impl StoreConfig {
     }
 
     /// Whether records of `record_type` go to this store (empty list: all).
+    /// A filter may be written as the type (`customer`) or as the schema's
+    /// full name (`com.acme.Customer`): the namespace or package is dropped,
+    /// as it is for the record type.
     pub fn accepts(&self, record_type: &str) -> bool {
         let s = self.schemas();
-        s.is_empty() || s.iter().any(|t| t.eq_ignore_ascii_case(record_type))
+        s.is_empty() || s.iter().any(|t| t.rsplit('.').next().unwrap_or(t).eq_ignore_ascii_case(record_type))
     }
 }
 
@@ -629,6 +632,20 @@ cache:
         assert_eq!(c.kafka.cache_max_age_seconds, 300);
         assert_eq!(c.cache.routes[0].key_field, "accountId");
         assert!(matches!(c.runtime.shards, Shards::Auto));
+    }
+
+    #[test]
+    fn a_schemas_filter_matches_the_type_with_or_without_its_namespace() {
+        let text = MINIMAL.replace(
+            "{name: main, type: in_memory}",
+            "{name: main, type: in_memory, schemas: [com.acme.Customer, bill]}",
+        );
+        let c = Config::from_yaml(&text).unwrap();
+        let store = &c.cache.stores[0];
+        assert!(store.accepts("customer"));
+        assert!(store.accepts("bill"));
+        assert!(!store.accepts("usage"));
+        assert!(!store.accepts("acme"));
     }
 
     #[test]
