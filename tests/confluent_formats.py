@@ -48,6 +48,8 @@ CUSTOMER_FIELDS = [
     {"name": "name", "type": "string"},
     {"name": "address", "type": "com.acme.Address"},
     {"name": "balance", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+    # 45 digits: wider than any machine integer, served with every digit.
+    {"name": "wide", "type": {"type": "bytes", "logicalType": "decimal", "precision": 45, "scale": 10}},
     {"name": "token", "type": {"type": "string", "logicalType": "uuid"}},
     {"name": "born", "type": {"type": "int", "logicalType": "date"}},
     {"name": "score", "type": "double"},
@@ -137,6 +139,7 @@ def avro_records(phase, registry, codec, i):
     acct = f"acct-{codec}-{i:03d}"
     cents = 123456 + i * 101 - (200000 if i % 3 == 0 else 0)
     balance = decimal.Decimal(cents).scaleb(-2)
+    wide = decimal.Decimal(f"{'-' if i % 3 == 0 else ''}{10**34 + 7 * i}.{i:010d}")
     token = uuid.UUID(int=(i + 1) * 0x1234567890ABCDEF)
     born = datetime.date(1980, 1, 1) + datetime.timedelta(days=i * 37)
     updated_ms = 1_700_000_000_000 + i * 1000 + (500 if phase == "v2" else 0)
@@ -144,14 +147,14 @@ def avro_records(phase, registry, codec, i):
     value = {
         "accountId": acct, "name": name,
         "address": {"street": f"{i} Long Street", "city": "Leeds"},
-        "balance": balance, "token": str(token), "born": born,
+        "balance": balance, "wide": wide, "token": str(token), "born": born,
         "score": 0.25 + i, "tier": "GOLD" if i % 2 else "BASIC", "tags": [f"t{i}", "x"],
         "updatedAt": datetime.datetime.fromtimestamp(updated_ms / 1000, tz=datetime.timezone.utc),
     }
     expected = {
         "accountId": acct, "name": name,
         "address": {"street": f"{i} Long Street", "city": "Leeds"},
-        "balance": f"{balance:.2f}", "token": str(token), "born": (born - datetime.date(1970, 1, 1)).days,
+        "balance": f"{balance:.2f}", "wide": f"{wide:.10f}", "token": str(token), "born": (born - datetime.date(1970, 1, 1)).days,
         "score": 0.25 + i, "tier": value["tier"], "tags": value["tags"], "updatedAt": updated_ms,
     }
     if phase == "v2":

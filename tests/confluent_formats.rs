@@ -5,6 +5,8 @@
 //! gzip, snappy, lz4 and zstd batches) into a tansu broker through the
 //! bundled registry; the real push-cache binary must then serve every body
 //! byte for byte as the script computed it, for both schema versions.
+//! Writes through Kafka on the same topic then encode their keys and bodies
+//! as those producers do: an Avro key, a value schema with references.
 
 mod common;
 
@@ -24,6 +26,7 @@ fn config(port: u16, brokers: &str, registry_url: &str) -> String {
         "{path: /customers, store: customers}",
         "{path: /bills, store: bills}",
         "{path: /tickets, store: tickets, key_field: ticketId}",
+        "{path: /written/customers, store: customers, writes: kafka, topic: fmt-avro}",
     ];
     kafka_config(port, brokers, registry_url, "[fmt-avro, fmt-protobuf, fmt-json]", &stores, &routes)
 }
@@ -99,4 +102,38 @@ fn confluent_serializers_every_format_and_codec_served_exactly() {
     let ticket_key = "%7B%22region%22%3A%22gzip%22%2C%22id%22%3A3%7D";
     assert_eq!(etag(&format!("/api/tickets/{ticket_key}")).as_deref(), Some("\"1700000000003\""), "JSON updatedAt");
     assert_eq!(metric(&server, "push_cache_kafka_records_skipped_total"), 0, "nothing skipped:\n{}", server.log());
+    writes_use_the_producers_key_and_value_schemas(&server, &broker, &expected);
+}
+
+/// A PUT and a DELETE through Kafka on the Avro topic: the body is encoded
+/// with the latest value schema (whose `Address` comes from a reference) and
+/// the key with `fmt-avro-key`, so both land on the compacted keys the
+/// Python producer wrote: the topic holds no key of its own making.
+fn writes_use_the_producers_key_and_value_schemas(
+    server: &Server,
+    broker: &Broker,
+    expected: &[(String, Option<String>)],
+) {
+    let distinct = |keys: Vec<Vec<u8>>| keys.into_iter().collect::<std::collections::BTreeSet<_>>();
+    let before = distinct(record_keys(&broker.bootstrap(), "fmt-avro", 2));
+    let (path, body) = expected.iter().find(|(p, b)| p.starts_with("/api/customers/") && b.is_some()).unwrap();
+    let key = path.trim_start_matches("/api/customers/");
+    let mut changed: serde_json::Value = serde_json::from_str(body.as_ref().unwrap()).unwrap();
+    changed["name"] = "Written Through".into();
+    let put = exchange(server, &request("PUT", &format!("/api/written/customers/{key}"), Some(&changed.to_string())));
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&http_get(server, path).1).unwrap(), changed);
+    let (gone, _) = expected.iter().rev().find(|(p, b)| p.starts_with("/api/customers/") && b.is_some()).unwrap();
+    let del = exchange(server, &request("DELETE", &gone.replace("/api/customers/", "/api/written/customers/"), None));
+    assert_eq!(del.status, 200, "{}", del.text());
+    assert_eq!(http_get(server, gone).0, 404);
+    let after = record_keys(&broker.bootstrap(), "fmt-avro", 2);
+    assert!(after.iter().all(|k| k.first() == Some(&0)), "every key in Confluent framing");
+    assert_eq!(distinct(after), before, "the PUT and the DELETE reused the producers' keys");
+}
+
+fn request(method: &str, path: &str, body: Option<&str>) -> Vec<u8> {
+    let body = body.unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n");
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }

@@ -83,6 +83,18 @@ fn a_request_line_that_is_not_http_is_400_and_other_versions_505() {
 }
 
 #[test]
+fn a_target_longer_than_the_header_limit_is_414_and_a_long_header_431() {
+    let server = Server::start("");
+    let long_target = format!("GET /api/customers/{} HTTP/1.1\r\nHost: t\r\n\r\n", "k".repeat(20_000));
+    let mut s = server.connect();
+    s.write_all(long_target.as_bytes()).unwrap();
+    let text = read_until_closed(&mut s);
+    assert!(text.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{text:?}");
+    let long_header = format!("GET /health/live HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "v".repeat(20_000));
+    assert_eq!(statuses_until_closed(&server, long_header.as_bytes()), [431]);
+}
+
+#[test]
 fn transfer_encoding_headers_are_one_list_ending_in_chunked() {
     let server = Server::start("");
     let post = |te_lines: &str| {

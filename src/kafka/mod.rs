@@ -4,12 +4,14 @@
 //! and its ID cache (`registry_client`, `schemas`), routing to the owning
 //! shards (`dispatch`), catch-up tracking (`catch_up`), metrics (`stats`),
 //! partitions stuck on a batch the client cannot read (`stuck`), and each
-//! Redis store's own feed (`redis_feed`).
+//! Redis store's own feed (`redis_feed`); writes through Kafka
+//! (`produce`, with the JSON-to-Avro encoder in `encode`).
 
 pub mod catch_up;
 pub mod consumer;
 pub mod decode;
 pub mod dispatch;
+pub mod encode;
 pub mod produce;
 pub mod record;
 pub mod redis_feed;

@@ -8,24 +8,22 @@
 //!   `webservice.limits.write_timeout_ms`, so a shard never blocks on the
 //!   registry or the broker.
 //! - The writer thread: it looks up the latest schema of `{topic}-value`
-//!   (kept for a short while, fetched again when a body does not fit it),
-//!   encodes the JSON body as an Avro datum in Confluent framing and hands it
-//!   to an idempotent producer (`acks=all`). The broker's acknowledgement
+//!   and of `{topic}-key` with their references (kept for a short while,
+//!   fetched again when a body does not fit), encodes the JSON body as an
+//!   Avro datum in Confluent framing (`kafka::encode`), and the key too when
+//!   the producers key the topic with Avro, as Confluent's serializers do,
+//!   so a write replaces the same compacted key they wrote. It hands both to
+//!   an idempotent producer (`acks=all`). The broker's acknowledgement
 //!   (partition, offset) comes back through librdkafka's delivery callback,
 //!   on the producer's own polling thread.
-//! - [`encode_json`]: JSON to Avro by the schema, the inverse of what the
-//!   cache serves: unions take the first branch the value fits, decimals
-//!   come from strings of digits, bytes and fixed from base64, uuids from
-//!   text, dates and timestamps from numbers. A value that does not fit names
-//!   its field.
 
-use super::decode::encode_frame;
+use super::decode::avro::is_long;
+use super::decode::{encode_frame, SchemaType};
+use super::encode::encode_json;
 use super::registry_client::{RegistryClient, RegistryError};
+use super::schemas::SchemaCache;
 use crate::config::Config;
-use crate::kafka::decode::avro::is_long;
-use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, UuidSchema};
 use apache_avro::Schema;
-use base64::Engine as _;
 use futures_channel::oneshot;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -34,6 +32,7 @@ use rdkafka::{ClientContext, Message};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a fetched schema is used before the registry is asked again.
@@ -56,7 +55,7 @@ pub enum WriteError {
     Invalid(String),
     #[error("cannot get the schema of subject `{subject}`: {error}")]
     Schema { subject: String, error: RegistryError },
-    #[error("the schema of subject `{subject}` cannot be used: {reason}; register an Avro record schema for it")]
+    #[error("the schema of subject `{subject}` cannot be used for writes through Kafka: {reason}; register an Avro schema for it")]
     BadSchema { subject: String, reason: String },
     #[error("Kafka did not take the write: {0}; nothing was written, retry")]
     Broker(String),
@@ -234,11 +233,55 @@ impl ProducerContext for Acks {
     }
 }
 
-/// A subject's latest schema, as fetched at `fetched`.
+/// A subject's latest Avro schema, with the named types its references
+/// define, as fetched at `fetched`.
 struct Latest {
     id: u32,
     schema: Schema,
-    fetched: Instant,
+    named: Vec<Schema>,
+}
+
+/// The latest schemas the writer encodes with, by subject, each kept for
+/// `SCHEMA_TTL`. A subject the registry does not have is remembered as
+/// `None` for as long: a topic whose keys are plain text has no key subject.
+struct LatestSchemas {
+    registry: SchemaCache,
+    subjects: HashMap<String, (Instant, Option<Arc<Latest>>)>,
+}
+
+impl LatestSchemas {
+    /// The latest schema of `subject`, asked again when `fresh` or when the
+    /// kept one is older than `SCHEMA_TTL`.
+    fn get(&mut self, subject: &str, fresh: bool) -> Result<Option<Arc<Latest>>, WriteError> {
+        if let Some((at, latest)) = self.subjects.get(subject) {
+            if !fresh && at.elapsed() < SCHEMA_TTL {
+                return Ok(latest.clone());
+            }
+        }
+        let latest = self.fetch(subject)?.map(Arc::new);
+        self.subjects.insert(subject.to_string(), (Instant::now(), latest.clone()));
+        Ok(latest)
+    }
+
+    fn fetch(&mut self, subject: &str) -> Result<Option<Latest>, WriteError> {
+        let failed = |error| WriteError::Schema { subject: subject.to_string(), error };
+        let Some((id, registered)) = self.registry.client().latest(subject).map_err(failed)? else {
+            return Ok(None);
+        };
+        let bad = |reason: String| WriteError::BadSchema { subject: subject.to_string(), reason };
+        if SchemaType::from_registry(registered.schema_type.as_deref()) != Some(SchemaType::Avro) {
+            let kind = registered.schema_type.as_deref().unwrap_or("AVRO");
+            return Err(bad(format!("it is a {kind} schema; writes through Kafka encode with Avro")));
+        }
+        let references = self.registry.references_of(&registered).map_err(failed)?;
+        let texts: Vec<&str> = references.iter().map(|(_, text)| text.as_str()).collect();
+        let (schema, named) = if texts.is_empty() {
+            (Schema::parse_str(&registered.schema).map_err(|e| bad(e.to_string()))?, Vec::new())
+        } else {
+            Schema::parse_str_with_list(&registered.schema, &texts).map_err(|e| bad(e.to_string()))?
+        };
+        Ok(Some(Latest { id, schema, named }))
+    }
 }
 
 fn writer_thread(
@@ -247,20 +290,21 @@ fn writer_thread(
     mut producer: ThreadedProducer<Acks>,
     registry: RegistryClient,
 ) {
-    let mut schemas: HashMap<String, Latest> = HashMap::new();
+    let mut schemas = LatestSchemas { registry: SchemaCache::new(registry), subjects: HashMap::new() };
     while let Ok(job) = jobs.recv() {
         producer = usable(producer, &settings);
-        let payload = match &job.body {
-            None => None,
-            Some(body) => match encode_body(&registry, &mut schemas, &job.topic, body) {
-                Ok(bytes) => Some(bytes),
-                Err(e) => {
-                    let _ = job.reply.send(Err(e));
-                    continue;
-                }
-            },
+        let encoded = encode_key(&mut schemas, &job.topic, &job.key).and_then(|key| {
+            let payload = job.body.as_ref().map(|body| encode_value(&mut schemas, &job.topic, body)).transpose()?;
+            Ok((key, payload))
+        });
+        let (key, payload) = match encoded {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+                continue;
+            }
         };
-        let mut record = BaseRecord::with_opaque_to(&job.topic, Box::new(job.reply)).key(job.key.as_bytes());
+        let mut record = BaseRecord::with_opaque_to(&job.topic, Box::new(job.reply)).key(&key);
         if let Some(p) = &payload {
             record = record.payload(p);
         }
@@ -272,473 +316,70 @@ fn writer_thread(
 }
 
 /// Encodes `body` with the latest schema of `{topic}-value`; a body that
-/// does not fit a cached schema is tried once more with a fresh one.
-fn encode_body(
-    registry: &RegistryClient,
-    schemas: &mut HashMap<String, Latest>,
-    topic: &str,
-    body: &Value,
-) -> Result<Vec<u8>, WriteError> {
+/// does not fit a kept schema is tried once more with a fresh one.
+fn encode_value(schemas: &mut LatestSchemas, topic: &str, body: &Value) -> Result<Vec<u8>, WriteError> {
     let subject = format!("{topic}-value");
-    let fresh = |s: &Latest| s.fetched.elapsed() < SCHEMA_TTL;
-    if let Some(latest) = schemas.get(&subject).filter(|s| fresh(s)) {
-        if let Ok(datum) = encode_json(&latest.schema, body) {
-            return Ok(encode_frame(latest.id, &datum));
-        }
+    let missing = || WriteError::BadSchema { subject: subject.clone(), reason: "no schema is registered".into() };
+    let latest = schemas.get(&subject, false)?.ok_or_else(missing)?;
+    if let Ok(datum) = encode_record(&latest, body) {
+        return Ok(encode_frame(latest.id, &datum));
     }
-    let latest = fetch_latest(registry, &subject)?;
-    let result = encode_json(&latest.schema, body).map(|datum| encode_frame(latest.id, &datum));
-    schemas.insert(subject, latest);
-    result.map_err(WriteError::Invalid)
+    let latest = schemas.get(&subject, true)?.ok_or_else(missing)?;
+    encode_record(&latest, body).map(|datum| encode_frame(latest.id, &datum))
 }
 
-fn fetch_latest(registry: &RegistryClient, subject: &str) -> Result<Latest, WriteError> {
-    let (id, text) =
-        registry.latest(subject).map_err(|error| WriteError::Schema { subject: subject.to_string(), error })?;
-    let schema = Schema::parse_str(&text)
-        .map_err(|e| WriteError::BadSchema { subject: subject.to_string(), reason: e.to_string() })?;
-    if !matches!(schema, Schema::Record(_)) {
-        let reason = "it is not a record".to_string();
-        return Err(WriteError::BadSchema { subject: subject.to_string(), reason });
+fn encode_record(latest: &Latest, body: &Value) -> Result<Vec<u8>, WriteError> {
+    if !matches!(latest.schema, Schema::Record(_)) {
+        return Err(WriteError::Invalid("the topic's value schema is not a record".into()));
     }
-    Ok(Latest { id, schema, fetched: Instant::now() })
+    encode_json(&latest.schema, &latest.named, body).map_err(WriteError::Invalid)
 }
 
-/// The Avro binary datum of `json` written with `schema` (a record). The
-/// error names the field that does not fit: ``field `name`: expected string, got number``.
-pub fn encode_json(schema: &Schema, json: &Value) -> Result<Vec<u8>, String> {
-    let mut names = HashMap::new();
-    collect_names(schema, &mut names);
-    let mut out = Vec::with_capacity(256);
-    Encoder { names: &names, depth: 0 }.value(schema, json, &mut Path::default(), &mut out)?;
-    Ok(out)
-}
-
-fn collect_names<'s>(s: &'s Schema, names: &mut HashMap<Name, &'s Schema>) {
-    match s {
-        Schema::Record(r) if names.insert(r.name.clone(), s).is_none() => {
-            r.fields.iter().for_each(|f| collect_names(&f.schema, names));
-        }
-        Schema::Enum(e) => drop(names.insert(e.name.clone(), s)),
-        Schema::Fixed(f) => drop(names.insert(f.name.clone(), s)),
-        Schema::Array(a) => collect_names(&a.items, names),
-        Schema::Map(m) => collect_names(&m.types, names),
-        Schema::Union(u) => u.variants().iter().for_each(|v| collect_names(v, names)),
-        _ => {}
-    }
-}
-
-/// Where in the body a value sits, for error messages (`payments[1].amount`).
-#[derive(Default)]
-struct Path(String);
-
-impl Path {
-    fn fail<T>(&self, reason: String) -> Result<T, String> {
-        match self.0.is_empty() {
-            true => Err(format!("body: {reason}")),
-            false => Err(format!("field `{}`: {reason}", self.0)),
-        }
-    }
-
-    fn with<T>(&mut self, part: &str, f: impl FnOnce(&mut Path) -> T) -> T {
-        let len = self.0.len();
-        if !self.0.is_empty() && !part.starts_with('[') {
-            self.0.push('.');
-        }
-        self.0.push_str(part);
-        let result = f(self);
-        self.0.truncate(len);
-        result
-    }
-}
-
-/// Deepest nesting accepted (recursive schemas meet hostile bodies).
-const MAX_DEPTH: usize = 64;
-
-struct Encoder<'s> {
-    names: &'s HashMap<Name, &'s Schema>,
-    depth: usize,
-}
-
-impl Encoder<'_> {
-    fn value(&mut self, s: &Schema, v: &Value, path: &mut Path, out: &mut Vec<u8>) -> Result<(), String> {
-        if self.depth > MAX_DEPTH {
-            return path.fail(format!("nested deeper than {MAX_DEPTH} levels"));
-        }
-        self.depth += 1;
-        let result = self.value_at_depth(s, v, path, out);
-        self.depth -= 1;
-        result
-    }
-
-    fn value_at_depth(&mut self, s: &Schema, v: &Value, path: &mut Path, out: &mut Vec<u8>) -> Result<(), String> {
-        let wrong = |expected: &str| path.fail(format!("expected {expected}, got {}", kind(v)));
-        match (s, v) {
-            (Schema::Null, Value::Null) => Ok(()),
-            (Schema::Boolean, Value::Bool(b)) => {
-                out.push(*b as u8);
-                Ok(())
-            }
-            (Schema::Int | Schema::Date | Schema::TimeMillis, Value::Number(n)) => {
-                match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
-                    Some(i) => {
-                        write_long(i64::from(i), out);
-                        Ok(())
-                    }
-                    None => wrong("a 32-bit integer"),
-                }
-            }
-            (s, Value::Number(n)) if is_long(s) => match n.as_i64() {
-                Some(i) => {
-                    write_long(i, out);
-                    Ok(())
-                }
-                None => wrong("a 64-bit integer"),
-            },
-            (Schema::Float, Value::Number(n)) => {
-                out.extend((n.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
-                Ok(())
-            }
-            (Schema::Double, Value::Number(n)) => {
-                out.extend(n.as_f64().unwrap_or(0.0).to_le_bytes());
-                Ok(())
-            }
-            (Schema::String, Value::String(t)) => {
-                write_bytes(t.as_bytes(), out);
-                Ok(())
-            }
-            (Schema::Uuid(kind), Value::String(t)) => match (parse_uuid(t), kind) {
-                (None, _) => wrong("a uuid like 123e4567-e89b-12d3-a456-426614174000"),
-                (Some(_), UuidSchema::String) => {
-                    write_bytes(t.as_bytes(), out);
-                    Ok(())
-                }
-                (Some(b), UuidSchema::Bytes) => {
-                    write_bytes(&b, out);
-                    Ok(())
-                }
-                (Some(b), UuidSchema::Fixed(_)) => {
-                    out.extend(b);
-                    Ok(())
-                }
-            },
-            (Schema::Bytes, Value::String(t)) => match base64_decode(t) {
-                Some(b) => {
-                    write_bytes(&b, out);
-                    Ok(())
-                }
-                None => wrong("base64 bytes"),
-            },
-            (Schema::Fixed(f), Value::String(t)) => match base64_decode(t).filter(|b| b.len() == f.size) {
-                Some(b) => {
-                    out.extend(b);
-                    Ok(())
-                }
-                None => wrong(&format!("base64 of exactly {} bytes", f.size)),
-            },
-            (Schema::Decimal(d), Value::String(t)) => {
-                let size = match &d.inner {
-                    InnerDecimalSchema::Bytes => None,
-                    InnerDecimalSchema::Fixed(f) => Some(f.size),
-                };
-                match decimal_bytes(t, d.scale, size) {
-                    Ok(b) if size.is_some() => {
-                        out.extend(b);
-                        Ok(())
-                    }
-                    Ok(b) => {
-                        write_bytes(&b, out);
-                        Ok(())
-                    }
-                    Err(reason) => path.fail(reason),
-                }
-            }
-            (Schema::Enum(e), Value::String(t)) => match e.symbols.iter().position(|s| s == t) {
-                Some(i) => {
-                    write_long(i as i64, out);
-                    Ok(())
-                }
-                None => wrong(&format!("one of {}", e.symbols.join(", "))),
-            },
-            (Schema::Array(a), Value::Array(items)) => {
-                if !items.is_empty() {
-                    write_long(items.len() as i64, out);
-                    for (i, item) in items.iter().enumerate() {
-                        path.with(&format!("[{i}]"), |p| self.value(&a.items, item, p, out))?;
-                    }
-                }
-                out.push(0);
-                Ok(())
-            }
-            (Schema::Map(m), Value::Object(entries)) => {
-                if !entries.is_empty() {
-                    write_long(entries.len() as i64, out);
-                    for (k, item) in entries {
-                        write_bytes(k.as_bytes(), out);
-                        path.with(k, |p| self.value(&m.types, item, p, out))?;
-                    }
-                }
-                out.push(0);
-                Ok(())
-            }
-            (Schema::Record(r), Value::Object(_)) => self.record(r, v, path, out),
-            (Schema::Union(u), _) => self.union(u.variants(), v, path, out),
-            (Schema::Ref { name }, _) => match self.names.get(name) {
-                Some(named) => self.value(named, v, path, out),
-                None => path.fail(format!("the schema names an unknown type {name:?}")),
-            },
-            (Schema::BigDecimal | Schema::Duration(_), _) => path.fail("this Avro type cannot be written yet".into()),
-            _ => wrong(expected_kind(s)),
-        }
-    }
-
-    /// The first branch the value fits, as its index and its encoding.
-    fn union(&mut self, variants: &[Schema], v: &Value, path: &mut Path, out: &mut Vec<u8>) -> Result<(), String> {
-        // The error of the first branch of the value's JSON kind says what
-        // inside it does not fit; without one, the kinds are listed.
-        let mut same_kind_error = None;
-        for (i, branch) in variants.iter().enumerate() {
-            let mut datum = Vec::new();
-            match self.value(branch, v, path, &mut datum) {
-                Ok(()) => {
-                    write_long(i as i64, out);
-                    out.extend(datum);
-                    return Ok(());
-                }
-                Err(e) if same_kind_error.is_none() && self.same_kind(branch, v) => same_kind_error = Some(e),
-                Err(_) => {}
-            }
-        }
-        if let Some(e) = same_kind_error {
-            return Err(e);
-        }
-        let expected: Vec<&str> = variants.iter().map(expected_kind).collect();
-        path.fail(format!("expected {}, got {}", expected.join(" or "), kind(v)))
-    }
-
-    /// Fields in schema order; an absent field takes its default, or null
-    /// when it may be null; a field the schema does not have is an error.
-    fn record(&mut self, r: &RecordSchema, v: &Value, path: &mut Path, out: &mut Vec<u8>) -> Result<(), String> {
-        let Value::Object(map) = v else {
-            return path.fail(format!("expected an object, got {}", kind(v)));
-        };
-        if let Some(extra) = map.keys().find(|k| !r.fields.iter().any(|f| &f.name == *k)) {
-            return path.with(extra, |p| p.fail(format!("not in the schema of `{}`", r.name.name())));
-        }
-        for f in &r.fields {
-            let value = match map.get(&f.name).or(f.default.as_ref()) {
-                Some(value) => value,
-                None if self.nullable(&f.schema) => &Value::Null,
-                None => return path.with(&f.name, |p| p.fail("missing".into())),
-            };
-            path.with(&f.name, |p| self.value(&f.schema, value, p, out))?;
-        }
-        Ok(())
-    }
-
-    /// Whether `v` has the JSON kind `s` is written from (its content may still misfit).
-    fn same_kind(&self, s: &Schema, v: &Value) -> bool {
-        match (s, v) {
-            (Schema::Ref { name }, _) => self.names.get(name).is_some_and(|named| self.same_kind(named, v)),
-            (Schema::Record(_) | Schema::Map(_), Value::Object(_)) | (Schema::Array(_), Value::Array(_)) => true,
-            (Schema::Null, Value::Null) | (Schema::Boolean, Value::Bool(_)) => true,
-            (Schema::Int | Schema::Date | Schema::TimeMillis | Schema::Float | Schema::Double, Value::Number(_)) => {
-                true
-            }
-            (s, Value::Number(_)) => is_long(s),
-            (s, Value::String(_)) => matches!(expected_kind(s), "string" | "base64 string" | "decimal string"),
-            _ => false,
-        }
-    }
-
-    fn nullable(&self, s: &Schema) -> bool {
-        match s {
-            Schema::Null => true,
-            Schema::Union(u) => u.variants().iter().any(|v| matches!(v, Schema::Null)),
-            _ => false,
-        }
-    }
-}
-
-/// How the JSON of an Avro type looks, for error messages.
-fn expected_kind(s: &Schema) -> &'static str {
-    match s {
-        Schema::Null => "null",
-        Schema::Boolean => "boolean",
-        Schema::Int | Schema::Date | Schema::TimeMillis => "a 32-bit integer",
-        Schema::Float | Schema::Double => "number",
-        Schema::String | Schema::Enum(_) | Schema::Uuid(_) => "string",
-        Schema::Bytes | Schema::Fixed(_) => "base64 string",
-        Schema::Decimal(_) | Schema::BigDecimal => "decimal string",
-        Schema::Array(_) => "array",
-        Schema::Map(_) | Schema::Record(_) => "object",
-        Schema::Union(_) | Schema::Ref { .. } => "value",
-        s if is_long(s) => "a 64-bit integer",
-        _ => "value",
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Avro's zig-zag variable-length long.
-fn write_long(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn write_bytes(b: &[u8], out: &mut Vec<u8>) {
-    write_long(b.len() as i64, out);
-    out.extend_from_slice(b);
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
-}
-
-/// The 16 bytes of `8-4-4-4-12` hex text.
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let groups: Vec<&str> = text.split('-').collect();
-    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
-        return None;
-    }
-    let hex: String = groups.concat();
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(bytes)
-}
-
-/// `"-1234.56"` at `scale` as the big-endian two's complement of its
-/// unscaled value: minimal for `bytes`, sign-extended to `size` for `fixed`.
-fn decimal_bytes(text: &str, scale: usize, size: Option<usize>) -> Result<Vec<u8>, String> {
-    let bad = || format!("expected a decimal string like \"1234.56\" with at most {scale} decimals, got \"{text}\"");
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
+/// The key as the topic's producers write it: Avro in Confluent framing when
+/// `{topic}-key` has a schema, else the key's UTF-8 bytes.
+fn encode_key(schemas: &mut LatestSchemas, topic: &str, key: &str) -> Result<Vec<u8>, WriteError> {
+    let Some(latest) = schemas.get(&format!("{topic}-key"), false)? else {
+        return Ok(key.as_bytes().to_vec());
     };
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty()
-        || !all_digits(whole)
-        || !all_digits(frac)
-        || frac.len() > scale
-        || (digits.contains('.') && frac.is_empty())
-    {
-        return Err(bad());
-    }
-    let padded = format!("{whole}{frac}{}", "0".repeat(scale - frac.len()));
-    let unscaled: i128 = padded.parse().map_err(|_| format!("decimal \"{text}\" has too many digits"))?;
-    let unscaled = if negative { -unscaled } else { unscaled };
-    let full = unscaled.to_be_bytes();
-    let fill = if unscaled < 0 { 0xff } else { 0 };
-    // Drop leading bytes that only repeat the sign.
-    let mut start = 0;
-    while start < 15 && full[start] == fill && (full[start + 1] & 0x80 == fill & 0x80) {
-        start += 1;
-    }
-    let minimal = &full[start..];
-    match size {
-        None => Ok(minimal.to_vec()),
-        Some(n) if minimal.len() <= n => {
-            let mut fixed = vec![fill; n - minimal.len()];
-            fixed.extend_from_slice(minimal);
-            Ok(fixed)
+    let json = key_json(&latest.schema, key).map_err(WriteError::Invalid)?;
+    let datum =
+        encode_json(&latest.schema, &latest.named, &json).map_err(|e| WriteError::Invalid(format!("key: {e}")))?;
+    Ok(encode_frame(latest.id, &datum))
+}
+
+/// What a key's text stands for under its schema: the inverse of how the
+/// cache shows keys (`decode::key`). A record of one field holds the text in
+/// that field; a record of several is the key's compact JSON text; a number,
+/// boolean or null is the value the text spells; anything else is the text.
+fn key_json(schema: &Schema, key: &str) -> Result<Value, String> {
+    match schema {
+        Schema::Record(r) if r.fields.len() == 1 => {
+            let field = &r.fields[0];
+            Ok(Value::Object([(field.name.clone(), scalar_json(&field.schema, key)?)].into_iter().collect()))
         }
-        Some(n) => Err(format!("decimal \"{text}\" does not fit in {n} bytes")),
+        Schema::Record(_) => {
+            serde_json::from_str(key).map_err(|_| format!("key `{key}` is not the JSON object its schema needs"))
+        }
+        other => scalar_json(other, key),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kafka::decode::{decode_datum, WriterSchema};
-    use serde_json::json;
-
-    const SCHEMA: &str = r#"{"type":"record","name":"Thing","namespace":"t","fields":[
-        {"name":"id","type":"string"},
-        {"name":"n","type":"int"},
-        {"name":"when","type":{"type":"long","logicalType":"timestamp-millis"}},
-        {"name":"note","type":["null","string"],"default":null},
-        {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
-        {"name":"ref","type":{"type":"string","logicalType":"uuid"}},
-        {"name":"raw","type":"bytes"},
-        {"name":"color","type":{"type":"enum","name":"Color","symbols":["RED","GREEN"]}},
-        {"name":"tags","type":{"type":"array","items":"string"}},
-        {"name":"attrs","type":{"type":"map","values":"double"}},
-        {"name":"inner","type":["null",{"type":"record","name":"Inner","fields":[{"name":"x","type":"long"}]}]},
-        {"name":"again","type":["null","Inner"],"default":null}
-    ]}"#;
-
-    fn body() -> Value {
-        json!({"id":"a1","n":7,"when":1700000000000i64,"note":"hi","price":"-1234.56",
-               "ref":"123e4567-e89b-12d3-a456-426614174000","raw":"AAEC","color":"GREEN",
-               "tags":["x","y"],"attrs":{"k":1.5},"inner":{"x":3},"again":null})
-    }
-
-    #[test]
-    fn encoded_bodies_decode_to_the_same_json() {
-        let schema = Schema::parse_str(SCHEMA).unwrap();
-        let datum = encode_json(&schema, &body()).unwrap();
-        let decoded = decode_datum(&WriterSchema::parse(SCHEMA).unwrap(), &datum).unwrap();
-        let back: Value = serde_json::from_slice(&decoded.body).unwrap();
-        assert_eq!(back, body());
-    }
-
-    #[test]
-    fn absent_nullable_fields_are_null_and_absent_required_ones_are_named() {
-        let schema = Schema::parse_str(SCHEMA).unwrap();
-        let mut b = body();
-        b.as_object_mut().unwrap().remove("note");
-        assert!(encode_json(&schema, &b).is_ok());
-        b.as_object_mut().unwrap().remove("n");
-        assert_eq!(encode_json(&schema, &b).unwrap_err(), "field `n`: missing");
-    }
-
-    #[test]
-    fn misfits_name_their_field() {
-        let schema = Schema::parse_str(SCHEMA).unwrap();
-        let cases = [
-            ("id", json!(5), "field `id`: expected string, got number"),
-            ("n", json!(1u64 << 40), "field `n`: expected a 32-bit integer, got number"),
-            ("note", json!(5), "field `note`: expected null or string, got number"),
-            ("color", json!("BLUE"), "field `color`: expected one of RED, GREEN, got string"),
-            ("tags", json!(["x", 1]), "field `tags[1]`: expected string, got number"),
-            ("inner", json!({"x": "no"}), "field `inner.x`: expected a 64-bit integer, got string"),
-            ("extra", json!(1), "field `extra`: not in the schema of `Thing`"),
-        ];
-        for (field, value, message) in cases {
-            let mut b = body();
-            b[field] = value;
-            assert_eq!(encode_json(&schema, &b).unwrap_err(), message);
+fn scalar_json(schema: &Schema, key: &str) -> Result<Value, String> {
+    let spelled = matches!(
+        schema,
+        Schema::Int
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::Float
+            | Schema::Double
+            | Schema::Boolean
+            | Schema::Null
+    ) || is_long(schema);
+    match schema {
+        _ if spelled => {
+            serde_json::from_str(key).map_err(|_| format!("key `{key}` is not a value of its schema's type"))
         }
-        let mut b = body();
-        b["price"] = json!("12.345");
-        assert!(encode_json(&schema, &b).unwrap_err().starts_with("field `price`: expected a decimal"));
-    }
-
-    #[test]
-    fn decimals_are_minimal_twos_complement() {
-        assert_eq!(decimal_bytes("1.00", 2, None).unwrap(), vec![100]);
-        assert_eq!(decimal_bytes("1.28", 2, None).unwrap(), vec![0, 128]);
-        assert_eq!(decimal_bytes("-1.28", 2, None).unwrap(), vec![0x80]);
-        assert_eq!(decimal_bytes("-1.29", 2, None).unwrap(), vec![0xff, 0x7f]);
-        assert_eq!(decimal_bytes("-0.01", 2, Some(4)).unwrap(), vec![0xff; 4]);
-        assert_eq!(decimal_bytes("0", 2, None).unwrap(), vec![0]);
-        assert!(decimal_bytes("1.", 2, None).is_err());
-        assert!(decimal_bytes("abc", 2, None).is_err());
+        Schema::Union(_) => Ok(serde_json::from_str(key).unwrap_or_else(|_| Value::String(key.to_string()))),
+        _ => Ok(Value::String(key.to_string())),
     }
 }

@@ -28,7 +28,10 @@ pub const ACCEPT: &str =
     "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json";
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Confluent's error code for "schema not found".
+/// Confluent's error codes for "subject not found", "version not found"
+/// and "schema not found".
+const SUBJECT_NOT_FOUND: i64 = 40401;
+const VERSION_NOT_FOUND: i64 = 40402;
 const SCHEMA_NOT_FOUND: i64 = 40403;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,17 +112,20 @@ impl RegistryClient {
         }
     }
 
-    /// The newest version of `subject`: its global ID and schema text.
-    pub fn latest(&self, subject: &str) -> Result<(u32, String), RegistryError> {
+    /// The newest version of `subject`: its global ID and the schema with
+    /// its type and references; `None` when the registry has no such subject.
+    pub fn latest(&self, subject: &str) -> Result<Option<(u32, Registered)>, RegistryError> {
         #[derive(Deserialize)]
         struct Version {
             id: u32,
-            schema: String,
+            #[serde(flatten)]
+            schema: Registered,
         }
         let subject = crate::http::encode_path_segment(subject);
         let answer = self.send(self.http.get(format!("{}/subjects/{subject}/versions/latest", self.base)))?;
         match answer.status {
-            200 => answer.json::<Version>().map(|v| (v.id, v.schema)),
+            200 => answer.json::<Version>().map(|v| Some((v.id, v.schema))),
+            404 if matches!(answer.error_code(), Some(SUBJECT_NOT_FOUND | VERSION_NOT_FOUND)) => Ok(None),
             _ => Err(answer.rejected()),
         }
     }

@@ -101,6 +101,19 @@ impl SchemaCache {
         }
     }
 
+    /// The registry this cache asks.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    /// `schema`'s references as (name, schema text), each after its own,
+    /// fetched by subject and version and kept.
+    pub fn references_of(&mut self, schema: &Registered) -> Result<Vec<(String, String)>, RegistryError> {
+        let mut references = Vec::new();
+        self.add_references(schema, &mut references, &mut Vec::new())?;
+        Ok(references)
+    }
+
     /// Notes (for a while) and returns that schema `id` cannot be used.
     fn unusable(&mut self, id: u32, reason: String, counters: &mut Counters) -> SchemaError {
         counters.schema_failures += 1;
@@ -118,9 +131,7 @@ impl SchemaCache {
                 status: 200,
                 message: format!("schema type {:?} is not supported", registered.schema_type),
             })?;
-        let mut references = Vec::new();
-        let mut path = Vec::new();
-        self.add_references(&registered, &mut references, &mut path)?;
+        let references = self.references_of(&registered)?;
         Ok(SchemaSource { schema_type, text: registered.schema, references })
     }
 

@@ -282,3 +282,35 @@ pub fn produce_raw_batch(bootstrap: &str, topic: &str, partition: i32, batch: &[
     let at = 4 + 4 + 2 + topic.len() + 4 + 4;
     i16::from_be_bytes([reply[at], reply[at + 1]])
 }
+
+/// The key bytes of every record in `topic`'s `partitions`, read from the
+/// beginning up to each partition's end as the broker reports it.
+pub fn record_keys(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "record-keys")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut keys = Vec::new();
+    let mut at_end = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end < partitions {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => keys.push(m.key().unwrap_or_default().to_vec()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    keys
+}
