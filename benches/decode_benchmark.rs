@@ -142,7 +142,7 @@ fn ingest(c: &mut Criterion) {
         compression: None,
     };
     let stores = vec![customers];
-    let mut dispatcher = Dispatcher::new(stores, vec![tx]);
+    let mut dispatcher = Dispatcher::new(stores, push_cache::placement::ShardQueues::Partitioned(vec![tx]));
     group.bench_function("decode_and_dispatch_customer", |b| {
         b.iter(|| {
             i = (i + 1) % frames.len();

@@ -340,6 +340,21 @@ pub struct RuntimeConfig {
     /// Microseconds a shard spins looking for work before it sleeps. 0 (the
     /// default) never spins, so an idle server uses no CPU.
     pub spin_before_park_us: u64,
+    /// How the in-memory stores' keys are placed on the shards.
+    pub index: IndexMode,
+}
+
+/// `runtime.index`: `partitioned` (the default) gives each key one owner
+/// shard, which others ask over the mesh; `replicated` gives every shard an
+/// index of every key over the same shared entries, so no read is forwarded,
+/// at the cost of one table slot per key per shard and every change applied
+/// on every shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexMode {
+    #[default]
+    Partitioned,
+    Replicated,
 }
 
 /// `shards: auto` or a number.
@@ -572,6 +587,17 @@ impl Config {
         if n == 0 || n > 1024 {
             return Err(invalid("runtime.shards", "expected `auto` or a number from 1 to 1024"));
         }
+        let compressed = self.cache.stores.iter().find(|s| s.compressed());
+        if let (IndexMode::Replicated, Some(store)) = (self.runtime.index, compressed) {
+            return Err(invalid(
+                "runtime.index",
+                format!(
+                    "`replicated` cannot hold store `{}` with `compression: zstd` (each shard trains its own \
+                     dictionaries); use `index: partitioned` or drop the compression",
+                    store.name()
+                ),
+            ));
+        }
         if let Some(cores) = &self.runtime.cores {
             let cpus = cores.cpus()?;
             if cpus.len() < n {
@@ -646,6 +672,18 @@ cache:
         assert!(store.accepts("bill"));
         assert!(!store.accepts("usage"));
         assert!(!store.accepts("acme"));
+    }
+
+    #[test]
+    fn index_is_partitioned_or_replicated_and_replicated_refuses_compression() {
+        assert_eq!(Config::from_yaml(MINIMAL).unwrap().runtime.index, IndexMode::Partitioned);
+        let replicated = format!("{MINIMAL}runtime: {{index: replicated}}");
+        assert_eq!(Config::from_yaml(&replicated).unwrap().runtime.index, IndexMode::Replicated);
+        let e = Config::from_yaml(&format!("{MINIMAL}runtime: {{index: everywhere}}")).unwrap_err().to_string();
+        assert!(e.contains("runtime.index") || e.contains("index"), "{e}");
+        let zstd = replicated.replace("type: in_memory}", "type: in_memory, compression: zstd}");
+        let e = Config::from_yaml(&zstd).unwrap_err().to_string();
+        assert!(e.contains("runtime.index") && e.contains("compression"), "{e}");
     }
 
     #[test]

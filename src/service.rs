@@ -119,7 +119,7 @@ pub fn run_server(args: &[String]) -> Result<(), RunError> {
     eprintln!(
         "push-cache {} listening on http://{address} with {} shards",
         env!("CARGO_PKG_VERSION"),
-        server.ingest.len()
+        server.ingest.shards()
     );
     signals.forever().next();
     tracing::info!("stopping: no new connections, finishing in-flight requests");

@@ -9,6 +9,7 @@ use push_cache::config::Config;
 use push_cache::kafka::consumer;
 use push_cache::kafka::decode::encode_frame;
 use push_cache::kafka::stats::IngestStats;
+use push_cache::placement::ShardQueues;
 use push_cache::readiness::Readiness;
 use push_cache::registry::server as registry;
 use push_cache::runtime::shard::Shard;
@@ -71,9 +72,13 @@ fn mock_cluster_replay_skip_and_catch_up() {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| flume::bounded::<IngestBatch>(1024)).unzip();
     let readiness = Arc::new(Readiness::default());
     let stats = Arc::new(IngestStats::default());
-    let handle =
-        consumer::start(&config(&cluster.bootstrap_servers(), &reg_url), senders, readiness.clone(), stats.clone())
-            .unwrap();
+    let handle = consumer::start(
+        &config(&cluster.bootstrap_servers(), &reg_url),
+        ShardQueues::Partitioned(senders),
+        readiness.clone(),
+        stats.clone(),
+    )
+    .unwrap();
     assert!(!readiness.is_ready());
     let shards: Vec<Shard> = (0..2).map(|i| Shard::new(i, 2, &[true, true])).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -118,7 +123,7 @@ fn broker_down_during_catch_up_is_waited_out() {
     let readiness = Arc::new(Readiness::default());
     let handle = consumer::start(
         &config(&cluster.bootstrap_servers(), &reg_url),
-        vec![tx.clone(), tx],
+        ShardQueues::Partitioned(vec![tx.clone(), tx]),
         readiness.clone(),
         Arc::default(),
     )

@@ -15,7 +15,6 @@ use super::router::Target;
 use super::Api;
 use crate::http::request::{percent_decode, query_pairs, split_target, Method, Request};
 use crate::http::response::{self, Framing};
-use crate::placement::owner_of;
 use crate::positions::{MinPosition, Reached};
 use crate::runtime::mesh::PeerGone;
 use std::time::{Duration, Instant};
@@ -73,7 +72,8 @@ pub async fn wait_visible(
         return Ok(redis.wait(&min, deadline).await);
     }
     let shards: Vec<usize> = match key {
-        Some(key) => vec![owner_of(key.as_bytes(), api.shard.count)],
+        Some(key) => vec![api.shard.holder_of(key.as_bytes())],
+        None if api.shard.fanout().is_some() => vec![api.shard.id],
         None => (0..api.shard.count).collect(),
     };
     for shard in shards {

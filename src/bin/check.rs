@@ -31,6 +31,7 @@ use push_cache::kafka::record::{Decoded, NotDecoded, RecordDecoder};
 use push_cache::kafka::registry_client::{RegistryClient, RegistryError};
 use push_cache::kafka::schemas::SchemaCache;
 use push_cache::kafka::stats::Counters;
+use push_cache::placement::ShardQueues;
 use push_cache::runtime::shard::Change;
 use push_cache::runtime::IngestBatch;
 use push_cache::store::entry::Entry;
@@ -296,7 +297,7 @@ impl Replayer {
         let stores = as_memory_stores(&config.cache.stores);
         let maps = stores.iter().map(|_| BTreeMap::new()).collect();
         let decoder = RecordDecoder::new(SchemaCache::new(client)).with_key_format(config.kafka.key_format);
-        let dispatcher = Dispatcher::new(stores, vec![tx]);
+        let dispatcher = Dispatcher::new(stores, ShardQueues::Partitioned(vec![tx]));
         Ok(Replayer { decoder, dispatcher, changes, stores: maps, counters: Counters::default(), records: 0 })
     }
 
@@ -364,6 +365,9 @@ impl Replayer {
             match change {
                 Change::Upsert(entry) => {
                     self.stores[store].insert(entry.key_str().to_string(), entry);
+                }
+                Change::InsertNew(entry) => {
+                    self.stores[store].entry(entry.key_str().to_string()).or_insert(entry);
                 }
                 Change::Delete(key) => {
                     self.stores[store].remove(std::str::from_utf8(&key).unwrap_or(""));

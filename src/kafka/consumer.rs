@@ -22,7 +22,7 @@ use super::schemas::{sleep_unless_stopped, SchemaCache};
 use super::stats::{Counters, IngestStats};
 use super::stuck::{self, Found, Skip, StuckFinder};
 use crate::config::Config;
-use crate::placement::IngestBatch;
+use crate::placement::ShardQueues;
 use crate::positions::{FeedPositions, FlushMark};
 use crate::readiness::Readiness;
 use rdkafka::client::ClientContext;
@@ -87,7 +87,7 @@ pub struct Resume {
 /// Redis store has its own feed, `redis_feed`).
 pub fn start(
     config: &Config,
-    shards: Vec<flume::Sender<IngestBatch>>,
+    shards: ShardQueues,
     readiness: Arc<Readiness>,
     stats: Arc<IngestStats>,
 ) -> Result<ConsumerHandle, ConsumerError> {
@@ -97,7 +97,7 @@ pub fn start(
 /// `start`, resuming each partition of `resume.offsets` at its offset.
 pub fn start_from(
     config: &Config,
-    shards: Vec<flume::Sender<IngestBatch>>,
+    shards: ShardQueues,
     readiness: Arc<Readiness>,
     stats: Arc<IngestStats>,
     resume: Resume,

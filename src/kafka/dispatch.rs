@@ -1,12 +1,15 @@
 //! Routes decoded records to their owners: the record type picks the stores
 //! (`schemas` in the config), the key's hash picks the shard, and changes go
 //! to each shard over its bounded channel in batches, in the order the
-//! consumer saw them. A full channel blocks the consumer; nothing is dropped.
-//! A flush may carry a mark (the partitions' positions it covers): every
-//! shard then gets a batch, empty or not, so every shard can acknowledge it.
+//! consumer saw them. With a replicated index every change goes to every
+//! shard, in one batch sent through the fan-out. A full channel blocks the
+//! consumer; nothing is dropped. A flush may carry a mark (the partitions'
+//! positions it covers): every shard then gets a batch, empty or not, so
+//! every shard can acknowledge it.
 
 use crate::config::StoreConfig;
-use crate::placement::{owner_of, Change};
+pub use crate::placement::ShardsGone;
+use crate::placement::{owner_of, Change, ShardQueues};
 use crate::placement::{Ack, IngestBatch};
 use crate::positions::FlushMark;
 use crate::store::entry::{Entry, TooLong};
@@ -18,14 +21,10 @@ use std::sync::Arc;
 /// A shard's batch is sent once it holds this many changes.
 const BATCH: usize = 512;
 
-/// The shards stopped (the server is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the shards stopped accepting records (the server is shutting down)")]
-pub struct ShardsGone;
-
 pub struct Dispatcher {
     stores: Vec<StoreConfig>,
-    shards: Vec<flume::Sender<IngestBatch>>,
+    shards: ShardQueues,
+    /// One batch per shard; one for all of them with a replicated index.
     pending: Vec<IngestBatch>,
     /// Record type -> indexes of the in-memory stores that accept it.
     targets: HashMap<String, Vec<usize>>,
@@ -41,8 +40,12 @@ pub struct Dispatcher {
 pub type KnownTypes = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>>;
 
 impl Dispatcher {
-    pub fn new(stores: Vec<StoreConfig>, shards: Vec<flume::Sender<IngestBatch>>) -> Dispatcher {
-        let pending = shards.iter().map(|_| IngestBatch::with_capacity(BATCH)).collect();
+    pub fn new(stores: Vec<StoreConfig>, shards: ShardQueues) -> Dispatcher {
+        let batches = match &shards {
+            ShardQueues::Partitioned(queues) => queues.len(),
+            ShardQueues::Replicated(_) => 1,
+        };
+        let pending = (0..batches).map(|_| IngestBatch::with_capacity(BATCH)).collect();
         let (targets, topic_types) = (HashMap::new(), HashMap::new());
         Dispatcher { stores, shards, pending, targets, topic_types, known_types: None }
     }
@@ -67,7 +70,7 @@ impl Dispatcher {
             return Ok(0);
         }
         let entry = Entry::new(key, value).map_err(Upsert::TooLong)?;
-        let owner = owner_of(key.as_bytes(), self.shards.len());
+        let owner = self.batch_of(key);
         for store in &stores {
             // A store with a projection keeps its own cut of the record.
             let entry = match self.stores[*store].fields() {
@@ -85,7 +88,7 @@ impl Dispatcher {
         let mut stores: Vec<usize> = types.iter().flat_map(|t| self.targets_for(t).to_vec()).collect();
         stores.sort_unstable();
         stores.dedup();
-        let owner = owner_of(key.as_bytes(), self.shards.len());
+        let owner = self.batch_of(key);
         for store in &stores {
             self.push(owner, *store, Change::Delete(key.as_bytes().into()))?;
         }
@@ -100,16 +103,22 @@ impl Dispatcher {
     /// As `flush`, and with a mark every shard gets and acknowledges once it
     /// has applied everything sent before it.
     pub fn flush_marked(&mut self, mark: Option<Arc<FlushMark>>) -> Result<(), ShardsGone> {
-        for shard in 0..self.shards.len() {
-            self.pending[shard].mark = mark.clone().map(Ack);
-            self.send(shard)?;
+        for batch in 0..self.pending.len() {
+            self.pending[batch].mark = mark.clone().map(Ack);
+            self.send(batch)?;
         }
         Ok(())
     }
 
     /// The number of shards fed.
     pub fn shards(&self) -> usize {
-        self.shards.len()
+        self.shards.shards()
+    }
+
+    /// The pending batch a key's changes go to: its owner's, or the one
+    /// batch every shard gets.
+    fn batch_of(&self, key: &str) -> usize {
+        owner_of(key.as_bytes(), self.pending.len())
     }
 
     fn push(&mut self, shard: usize, store: usize, change: Change) -> Result<(), ShardsGone> {
@@ -120,12 +129,15 @@ impl Dispatcher {
         Ok(())
     }
 
-    fn send(&mut self, shard: usize) -> Result<(), ShardsGone> {
-        if self.pending[shard].is_empty() {
+    fn send(&mut self, batch: usize) -> Result<(), ShardsGone> {
+        if self.pending[batch].is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.pending[shard], IngestBatch::with_capacity(BATCH));
-        self.shards[shard].send(batch).map_err(|_| ShardsGone)
+        let pending = std::mem::replace(&mut self.pending[batch], IngestBatch::with_capacity(BATCH));
+        match &self.shards {
+            ShardQueues::Partitioned(queues) => queues[batch].send(pending).map_err(|_| ShardsGone),
+            ShardQueues::Replicated(fanout) => fanout.send_blocking(pending),
+        }
     }
 
     fn note_type(&mut self, topic: &str, record_type: &str) {
@@ -181,7 +193,7 @@ mod tests {
         rx.try_iter()
             .flatten()
             .map(|(s, c)| match c {
-                Change::Upsert(e) => (s, format!("put {}", e.key_str())),
+                Change::Upsert(e) | Change::InsertNew(e) => (s, format!("put {}", e.key_str())),
                 Change::Delete(k) => (s, format!("del {}", String::from_utf8_lossy(&k))),
             })
             .collect()
@@ -192,7 +204,7 @@ mod tests {
         let (tx0, rx0) = flume::bounded(16);
         let (tx1, rx1) = flume::bounded(16);
         let stores = vec![store("customers", &["customer"]), store("all", &[]), store("bills", &["bill"])];
-        let mut d = Dispatcher::new(stores, vec![tx0, tx1]);
+        let mut d = Dispatcher::new(stores, ShardQueues::Partitioned(vec![tx0, tx1]));
         let v = StoredValue::new(b"{}".to_vec(), None);
         assert_eq!(d.upsert("c", "customer", "k1", &v).unwrap(), 2);
         assert_eq!(d.upsert("b", "bill", "k1", &v).unwrap(), 2);
@@ -214,15 +226,33 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_index_gets_every_change_on_every_shard_in_one_order() {
+        let (tx0, rx0) = flume::bounded(16);
+        let (tx1, rx1) = flume::bounded(16);
+        let fanout = Arc::new(crate::placement::Fanout::new(vec![tx0, tx1]));
+        let mut d = Dispatcher::new(vec![store("all", &[])], ShardQueues::Replicated(fanout));
+        let v = StoredValue::new(b"{}".to_vec(), None);
+        for key in ["k1", "k2", "k3"] {
+            d.upsert("t", "x", key, &v).unwrap();
+        }
+        d.tombstone("t", "k2").unwrap();
+        d.flush().unwrap();
+        let expected: Vec<(usize, String)> =
+            ["put k1", "put k2", "put k3", "del k2"].iter().map(|c| (0, c.to_string())).collect();
+        assert_eq!(drain(&rx0), expected);
+        assert_eq!(drain(&rx1), expected);
+    }
+
+    #[test]
     fn known_types_survive_a_restart() {
         let (tx0, _rx0) = flume::bounded(16);
         let known = KnownTypes::default();
-        let mut d = Dispatcher::new(vec![store("customers", &["customer"])], vec![tx0]);
+        let mut d = Dispatcher::new(vec![store("customers", &["customer"])], ShardQueues::Partitioned(vec![tx0]));
         d.share_known_types(known.clone());
         d.upsert("c", "customer", "k1", &StoredValue::new(b"{}".to_vec(), None)).unwrap();
         assert_eq!(known.lock().unwrap().get("c"), Some(&vec!["customer".to_string()]));
         let (tx, rx) = flume::bounded(16);
-        let mut again = Dispatcher::new(vec![store("customers", &["customer"])], vec![tx]);
+        let mut again = Dispatcher::new(vec![store("customers", &["customer"])], ShardQueues::Partitioned(vec![tx]));
         again.share_known_types(known);
         assert_eq!(again.tombstone("c", "k1").unwrap(), 1, "a tombstone right after a restart still reaches the store");
         again.flush().unwrap();
@@ -233,7 +263,7 @@ mod tests {
     fn a_closed_shard_is_reported() {
         let (tx, rx) = flume::bounded(1);
         drop(rx);
-        let mut d = Dispatcher::new(vec![store("s", &[])], vec![tx]);
+        let mut d = Dispatcher::new(vec![store("s", &[])], ShardQueues::Partitioned(vec![tx]));
         d.upsert("t", "x", "k", &StoredValue::new(b"{}".to_vec(), None)).unwrap();
         assert!(d.flush().is_err());
     }

@@ -7,8 +7,9 @@
 //! (`store::Store`): it reads this shard's keys in place and sends the rest
 //! to their owners, and lists keys slice by slice from every shard.
 
-use super::shard::{owner_of, Shard};
+use super::shard::{Change, Shard};
 use crate::metrics::ShardSnapshot;
+use crate::placement::{Applied, Fanout, IngestBatch, WriteAck};
 use crate::positions::{MinPosition, Reached};
 use crate::store::entry::Entry;
 use crate::store::handle::{shard_turn, Store, StoreError};
@@ -185,7 +186,8 @@ fn serve_peers(mut receivers: Receivers<Envelope>, shard: Rc<Shard>) {
 }
 
 /// One in-memory store across all shards: this shard's keys in place, the
-/// others' through their owners.
+/// others' through their owners. With a replicated index every key is read
+/// in place, and writes go to every shard through the fan-out.
 pub struct ShardedStore<'a> {
     mesh: &'a Mesh,
     store: usize,
@@ -193,7 +195,17 @@ pub struct ShardedStore<'a> {
 
 impl ShardedStore<'_> {
     fn owner(&self, key: &[u8]) -> usize {
-        owner_of(key, self.mesh.shard.count)
+        self.mesh.shard.holder_of(key)
+    }
+
+    /// With a replicated index: applies `change` on every shard, in order
+    /// with the records, and answers once every shard has applied it.
+    async fn write_everywhere(&self, fanout: &Fanout, change: Change) -> Result<Applied, StoreError> {
+        let shard = &self.mesh.shard;
+        let (ack, applied) = WriteAck::new(shard.count);
+        let batch = IngestBatch { changes: vec![(self.store, change)], mark: None, write: Some(ack) };
+        fanout.send_from_shard(batch).await.map_err(|_| StoreError::ShardGone(shard.id))?;
+        applied.await.map_err(|_| StoreError::ShardGone(shard.id))
     }
 
     async fn entry_call(&self, key: &[u8], call: ShardCall, what: &'static str) -> Result<Option<Entry>, StoreError> {
@@ -219,6 +231,9 @@ impl Store for ShardedStore<'_> {
     }
 
     async fn insert_new(&self, entry: Entry) -> Result<bool, StoreError> {
+        if let Some(fanout) = self.mesh.shard.fanout() {
+            return self.write_everywhere(fanout, Change::InsertNew(entry)).await.map(|a| a.done);
+        }
         let owner = self.owner(entry.key());
         match self.mesh.call(owner, ShardCall::InsertNew { store: self.store, entry }).await? {
             ShardReply::Inserted(done) => Ok(done),
@@ -227,6 +242,9 @@ impl Store for ShardedStore<'_> {
     }
 
     async fn upsert(&self, entry: Entry) -> Result<bool, StoreError> {
+        if let Some(fanout) = self.mesh.shard.fanout() {
+            return self.write_everywhere(fanout, Change::Upsert(entry)).await.map(|a| a.previous.is_some());
+        }
         let owner = self.owner(entry.key());
         match self.mesh.call(owner, ShardCall::Upsert { store: self.store, entry }).await? {
             ShardReply::Entry(old) => Ok(old.is_some()),
@@ -235,12 +253,18 @@ impl Store for ShardedStore<'_> {
     }
 
     async fn remove(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        if let Some(fanout) = self.mesh.shard.fanout() {
+            return self.write_everywhere(fanout, Change::Delete(key.as_bytes().into())).await.map(|a| a.previous);
+        }
         self.entry_call(key.as_bytes(), ShardCall::Remove { store: self.store, key: key.as_bytes().into() }, "remove")
             .await
     }
 
     fn parts(&self) -> usize {
-        self.mesh.shard.count
+        match self.mesh.shard.fanout() {
+            Some(_) => 1,
+            None => self.mesh.shard.count,
+        }
     }
 
     fn slice_size(&self) -> usize {
@@ -260,6 +284,7 @@ impl Store for ShardedStore<'_> {
             filter: filter.into(),
             need,
         };
+        let part = if self.parts() == 1 { self.mesh.shard.id } else { part };
         match self.mesh.call(part, call).await? {
             ShardReply::Keys(slice) => Ok(slice),
             _ => Err(StoreError::Unexpected("keys")),

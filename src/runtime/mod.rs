@@ -8,7 +8,7 @@ pub mod mesh;
 pub mod shard;
 pub mod snapshot;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, IndexMode, StoreConfig};
 use crate::http::{connection, Handler};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
@@ -30,6 +30,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(4);
 const IO_MEMORY: usize = 512 * 1024;
 
 pub use crate::placement::{Ack, IngestBatch};
+use crate::placement::{Fanout, ShardQueues};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -48,8 +49,8 @@ pub enum StartError {
 pub struct Server {
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     stop: Vec<flume::Sender<()>>,
-    /// One sender per shard for the Kafka consumer.
-    pub ingest: Vec<flume::Sender<IngestBatch>>,
+    /// The shards' queues for the Kafka consumer.
+    pub ingest: ShardQueues,
     /// One sender per shard for snapshot orders.
     pub snapshot_orders: Vec<flume::Sender<snapshot::shard_file::WriteOrder>>,
 }
@@ -62,6 +63,23 @@ struct ShardLoad {
     offsets: Vec<(String, i32, i64)>,
     report: std::sync::mpsc::Sender<Result<u64, String>>,
     verdict: std::sync::mpsc::Receiver<bool>,
+    /// With a replicated index: shard 0 hands out the entries of its file,
+    /// and the others index those same entries.
+    share: Option<EntryShare>,
+}
+
+/// A replicated index's loaded entries, per store index.
+type SharedEntries = Arc<Vec<(usize, Vec<crate::store::entry::Entry>)>>;
+
+enum EntryShare {
+    Give(Vec<std::sync::mpsc::Sender<SharedEntries>>),
+    Take(std::sync::mpsc::Receiver<SharedEntries>),
+}
+
+/// Shard 0's `Give` and every other shard's `Take`, for a replicated index.
+fn entry_shares(count: usize) -> Vec<EntryShare> {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (1..count).map(|_| std::sync::mpsc::channel()).unzip();
+    std::iter::once(EntryShare::Give(senders)).chain(receivers.into_iter().map(EntryShare::Take)).collect()
 }
 
 /// What each shard serves: the HTTP handler, built on the shard's own
@@ -111,21 +129,34 @@ pub fn start_loading<S: ShardService>(
     let spin = Duration::from_micros(config.runtime.spin_before_park_us);
     let mesh = MeshBuilder::full(count, MESH_CAPACITY);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, StartError>>();
-    let mut server = Server { threads: Vec::new(), stop: Vec::new(), ingest: Vec::new(), snapshot_orders: Vec::new() };
+    let (ingest_txs, ingest_rxs): (Vec<_>, Vec<_>) = (0..count).map(|_| flume::bounded(INGEST_CAPACITY)).unzip();
+    let ingest = match config.runtime.index {
+        IndexMode::Partitioned => ShardQueues::Partitioned(ingest_txs),
+        IndexMode::Replicated => ShardQueues::Replicated(Arc::new(Fanout::new(ingest_txs))),
+    };
+    let fanout = match &ingest {
+        ShardQueues::Replicated(f) => Some(f.clone()),
+        ShardQueues::Partitioned(_) => None,
+    };
+    let mut server = Server { threads: Vec::new(), stop: Vec::new(), ingest, snapshot_orders: Vec::new() };
     let (report_tx, report_rx) = std::sync::mpsc::channel();
     let mut verdicts = Vec::new();
     let offsets: Vec<_> = plan
         .map(|p| p.manifest.offsets.iter().map(|o| (o.topic.clone(), o.partition, o.next)).collect())
         .unwrap_or_default();
-    for id in 0..count {
+    let mut shares: Vec<Option<EntryShare>> = match &fanout {
+        Some(_) => entry_shares(count).into_iter().map(Some).collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
+    for (id, ingest_rx) in ingest_rxs.into_iter().enumerate() {
         let (stop_tx, stop_rx) = flume::bounded(1);
-        let (ingest_tx, ingest_rx) = flume::bounded(INGEST_CAPACITY);
         let (orders_tx, orders_rx) = flume::bounded(1);
         let load = plan.map(|p| {
             let (path, expected) = p.shard(id);
             let (verdict_tx, verdict) = std::sync::mpsc::channel();
             verdicts.push(verdict_tx);
-            ShardLoad { path, expected, offsets: offsets.clone(), report: report_tx.clone(), verdict }
+            let share = shares[id].take();
+            ShardLoad { path, expected, offsets: offsets.clone(), report: report_tx.clone(), verdict, share }
         });
         let placement = cpus.as_ref().map_or(Placement::Unbound, |c| Placement::Fixed(c[id]));
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}")).io_memory(IO_MEMORY);
@@ -134,14 +165,13 @@ pub fn start_loading<S: ShardService>(
         }
         let (mesh, service, memory, ready) = (mesh.clone(), service.clone(), memory.clone(), ready_tx.clone());
         let compressed = config.cache.stores.iter().map(StoreConfig::compressed).collect();
-        let (stop, ingest, orders) = (stop_rx, ingest_rx, orders_rx);
-        let run = ShardRun { id, count, address, memory, compressed, service, stop, ingest, orders, load };
+        let (stop, ingest, orders, fanout) = (stop_rx, ingest_rx, orders_rx, fanout.clone());
+        let run = ShardRun { id, count, address, memory, compressed, fanout, service, stop, ingest, orders, load };
         let handle = builder
             .spawn(move || async move { run.run(mesh, ready).await })
             .map_err(|source| StartError::Executor { shard: id, source })?;
         server.threads.push(handle);
         server.stop.push(stop_tx);
-        server.ingest.push(ingest_tx);
         server.snapshot_orders.push(orders_tx);
     }
     drop(ready_tx);
@@ -228,6 +258,8 @@ struct ShardRun<S> {
     memory: Vec<bool>,
     /// Stores kept zstd-compressed, indexed like `memory`.
     compressed: Vec<bool>,
+    /// With a replicated index, every shard's queue.
+    fanout: Option<Arc<Fanout>>,
     service: ServiceFactory<S>,
     stop: flume::Receiver<()>,
     ingest: flume::Receiver<IngestBatch>,
@@ -248,7 +280,11 @@ impl<S: ShardService> ShardRun<S> {
             let _ = ready.send(Err(StartError::Died(self.id)));
             return;
         };
-        let shard = Rc::new(Shard::new(self.id, self.count, &self.memory).with_compression(&self.compressed));
+        let mut shard = Shard::new(self.id, self.count, &self.memory).with_compression(&self.compressed);
+        if let Some(fanout) = &self.fanout {
+            shard = shard.replicated(fanout.clone());
+        }
+        let shard = Rc::new(shard);
         if let Some(load) = &self.load {
             load_snapshot(&shard, load, &self.memory);
         }
@@ -312,6 +348,19 @@ fn load_snapshot(shard: &Shard, load: &ShardLoad, memory: &[bool]) {
     for (index, store) in read.stores {
         shard.install(index, store);
     }
+    match &load.share {
+        Some(EntryShare::Give(others)) if !others.is_empty() => {
+            let shared: SharedEntries = Arc::new(shard.entries());
+            others.iter().for_each(|o| drop(o.send(shared.clone())));
+        }
+        Some(EntryShare::Take(from_first)) => {
+            let Ok(shared) = from_first.recv() else { return };
+            for (index, entries) in shared.iter() {
+                shard.install(*index, entries.iter().cloned().collect());
+            }
+        }
+        _ => {}
+    }
     for (topic, partition, next) in &load.offsets {
         shard.note_applied(topic, *partition, *next);
     }
@@ -331,10 +380,14 @@ async fn apply_ingest(batches: flume::Receiver<IngestBatch>, shard: Rc<Shard>) {
 
 /// Applies one batch on this thread (also used by tests).
 pub fn apply_batch(shard: &Shard, batch: IngestBatch) {
-    for (store, change) in batch.changes {
-        shard.apply(store, change);
+    let IngestBatch { changes, mark, write } = batch;
+    for (store, change) in changes {
+        let applied = shard.apply(store, change);
+        if let Some(write) = &write {
+            write.report(applied);
+        }
     }
-    if let Some(ack) = batch.mark {
+    if let Some(ack) = mark {
         for (topic, partition, next) in &ack.0.positions {
             shard.applied.advance(topic, *partition, *next);
         }

@@ -1,10 +1,12 @@
-//! What one shard owns: its partition of every in-memory store and its
-//! request metrics. Only the shard's own thread touches a `Shard`; other
-//! threads reach it with messages (`mesh` for shards, `ingest` for Kafka).
+//! What one shard owns: its partition of every in-memory store (every key,
+//! with a replicated index) and its request metrics. Only the shard's own
+//! thread touches a `Shard`; other threads reach it with messages (`mesh`
+//! for shards, `ingest` for Kafka).
 
 use super::applied::Applied;
 use crate::metrics::{ShardMetrics, ShardSnapshot, StoreSize};
 pub use crate::placement::{owner_of, Change};
+use crate::placement::{Applied as ChangeApplied, Fanout};
 use crate::store::entry::Entry;
 use crate::store::listing::{KeySlice, SLICE};
 use crate::store::memory::MemoryStore;
@@ -18,13 +20,35 @@ pub struct Shard {
     pub metrics: RefCell<ShardMetrics>,
     /// Kafka positions applied here, and readers waiting for one.
     pub applied: Applied,
+    /// With a replicated index: every shard's queue, through which this
+    /// shard's API writes reach every shard in order with the records.
+    fanout: Option<std::sync::Arc<Fanout>>,
 }
 
 impl Shard {
     pub fn new(id: usize, count: usize, memory_stores: &[bool]) -> Shard {
         let stores = memory_stores.iter().map(|m| m.then(MemoryStore::default)).collect();
         let metrics = RefCell::new(ShardMetrics::default());
-        Shard { id, count, stores: RefCell::new(stores), metrics, applied: Applied::default() }
+        Shard { id, count, stores: RefCell::new(stores), metrics, applied: Applied::default(), fanout: None }
+    }
+
+    /// Makes this shard one replica of a replicated index, writing through `fanout`.
+    pub fn replicated(mut self, fanout: std::sync::Arc<Fanout>) -> Shard {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    /// The fan-out of a replicated index; `None` for a partitioned one.
+    pub fn fanout(&self) -> Option<&Fanout> {
+        self.fanout.as_deref()
+    }
+
+    /// The shard that holds `key`: this one with a replicated index, else the owner.
+    pub fn holder_of(&self, key: &[u8]) -> usize {
+        match self.fanout {
+            Some(_) => self.id,
+            None => owner_of(key, self.count),
+        }
     }
 
     /// Keeps the bodies of the stores flagged in `compressed` zstd-compressed.
@@ -58,11 +82,17 @@ impl Shard {
         self.with_store(store, |s| s.remove(key)).flatten()
     }
 
-    pub fn apply(&self, store: usize, change: Change) {
+    /// Applies one change; says whether it took effect and what it replaced.
+    pub fn apply(&self, store: usize, change: Change) -> ChangeApplied {
         self.with_store(store, |s| match change {
-            Change::Upsert(e) => drop(s.upsert(e)),
-            Change::Delete(k) => drop(s.remove(&k)),
-        });
+            Change::Upsert(e) => ChangeApplied { done: true, previous: s.upsert(e) },
+            Change::Delete(k) => {
+                let previous = s.remove(&k);
+                ChangeApplied { done: previous.is_some(), previous }
+            }
+            Change::InsertNew(e) => ChangeApplied { done: s.insert_new(e), previous: None },
+        })
+        .unwrap_or_default()
     }
 
     /// One bounded slice of the store's keys after `after` (see `MemoryStore::keys_after`).
@@ -110,6 +140,14 @@ impl Shard {
                 *s = contents;
             }
         });
+    }
+
+    /// Every entry of every in-memory store, by store index (shared, not
+    /// copied): what the other replicas of a replicated index load.
+    pub fn entries(&self) -> Vec<(usize, Vec<Entry>)> {
+        let stores = self.stores.borrow();
+        let held = stores.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
+        held.map(|(i, s)| (i, s.iter().cloned().collect())).collect()
     }
 
     fn with_store<R>(&self, store: usize, f: impl FnOnce(&mut MemoryStore) -> R) -> Option<R> {

@@ -51,6 +51,17 @@ impl Default for MemoryStore {
     }
 }
 
+/// A plain store of `entries` (the last of equal keys wins), sized once.
+impl FromIterator<Entry> for MemoryStore {
+    fn from_iter<I: IntoIterator<Item = Entry>>(entries: I) -> MemoryStore {
+        let entries = entries.into_iter();
+        let mut store = MemoryStore::default();
+        store.reserve(entries.size_hint().0);
+        entries.for_each(|e| drop(store.upsert(e)));
+        store
+    }
+}
+
 impl MemoryStore {
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)

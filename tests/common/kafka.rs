@@ -91,13 +91,7 @@ impl Broker {
     }
 
     pub fn producer(&self) -> TestProducer {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("linger.ms", "0")
-            .set("enable.idempotence", "false")
-            .create()
-            .unwrap();
-        TestProducer { producer }
+        TestProducer::connect(&self.bootstrap())
     }
 }
 
@@ -135,6 +129,17 @@ pub struct TestProducer {
 }
 
 impl TestProducer {
+    /// A producer to `bootstrap`, usable from any thread.
+    pub fn connect(bootstrap: &str) -> TestProducer {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "0")
+            .set("enable.idempotence", "false")
+            .create()
+            .unwrap();
+        TestProducer { producer }
+    }
+
     pub fn send_raw(&self, topic: &str, key: &[u8], payload: Option<&[u8]>) {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key);
         if let Some(p) = payload {
@@ -199,6 +204,7 @@ pub fn encode_datum(schema: &Schema, value: Value) -> Vec<u8> {
 }
 
 /// A registered writer schema.
+#[derive(Clone)]
 pub struct Schema {
     pub id: u32,
     pub schema: apache_avro::Schema,

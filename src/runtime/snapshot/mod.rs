@@ -25,7 +25,7 @@
 pub mod format;
 pub mod shard_file;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, IndexMode, StoreConfig};
 use crate::kafka::consumer::{client_config, Resume};
 use crate::kafka::dispatch::KnownTypes;
 use crate::metrics::header;
@@ -59,6 +59,11 @@ pub fn fingerprint(config: &Config, shards: usize) -> (u64, String) {
             StoreConfig::InMemory { .. } => writeln!(text, "store {i} {store:?}"),
             StoreConfig::Redis { name, .. } => writeln!(text, "store {i} redis {name}"),
         };
+    }
+    // A replicated index keeps every entry in shard 0's file only; the line
+    // is absent for the partitioned default, whose fingerprints stay as they were.
+    if config.runtime.index == IndexMode::Replicated {
+        text.push_str("index replicated\n");
     }
     (fnv1a(text.as_bytes()), text)
 }

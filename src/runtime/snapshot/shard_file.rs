@@ -7,6 +7,10 @@
 //! microseconds, sleeping between slices so that requests and ingest run.
 //! The file I/O (write, fsync, rename, directory fsync) happens on a helper
 //! thread fed over a bounded channel, so the shard never waits on the disk.
+//!
+//! With a replicated index every shard holds every entry, so only shard 0
+//! writes entries; the others' files carry only their positions, and at
+//! start they share the entries shard 0 loaded.
 
 use super::format::{self, Encoder, FileHeader, FormatError};
 use crate::runtime::shard::Shard;
@@ -63,9 +67,10 @@ pub async fn serve_orders(orders: flume::Receiver<WriteOrder>, shard: Rc<Shard>)
 
 async fn write(shard: &Shard, order: &WriteOrder) -> Result<ShardWritten, String> {
     let begun = Instant::now();
+    let holds_entries = shard.fanout().is_none() || shard.id == 0;
     // SAFETY: `unpin_all` runs below after `pinned` is dropped, on every path
     // (the encoding in between cannot fail, only the file thread can).
-    let pinned = unsafe { shard.pin_all() };
+    let pinned = if holds_entries { unsafe { shard.pin_all() } } else { Vec::new() };
     let positions = shard.applied_positions();
     let pin = begun.elapsed();
     let mut longest = pin;
@@ -105,7 +110,9 @@ async fn write(shard: &Shard, order: &WriteOrder) -> Result<ShardWritten, String
         entries += list.len() as u64;
     }
     drop(pinned);
-    release(shard.unpin_all()).await;
+    if holds_entries {
+        release(shard.unpin_all()).await;
+    }
     if let Some(why) = failed {
         // Closing the channel before its end removes the temporary file.
         drop(chunks);
