@@ -16,6 +16,7 @@
 
 use super::catch_up::CatchUp;
 use super::dispatch::{Dispatcher, KnownTypes, ShardsGone, Upsert};
+use super::partitions::{self, Every, METADATA_TIMEOUT};
 use super::record::{Decoded, NotDecoded, RecordDecoder};
 use super::registry_client::{RegistryClient, RegistryError};
 use super::schemas::{sleep_unless_stopped, SchemaCache};
@@ -31,12 +32,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Readiness keys this module sets.
 pub const READINESS_KEY: &str = "kafka";
@@ -48,8 +49,6 @@ const BURST: usize = 4096;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 const WATERMARKS_EVERY: Duration = Duration::from_secs(5);
 const METADATA_EVERY: Duration = Duration::from_secs(10);
-/// Short, so a stop is never held up long by an unreachable broker.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -136,27 +135,7 @@ pub fn start_from(
     Ok(ConsumerHandle { stop, thread })
 }
 
-/// Every (topic, partition) the broker knows for `topics`; an error names a
-/// topic that is missing or has no partitions.
-pub fn partitions_of<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topics: &[String],
-) -> Result<BTreeSet<(String, i32)>, String> {
-    let mut all = BTreeSet::new();
-    for topic in topics {
-        let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| e.to_string())?;
-        for t in md.topics() {
-            if let Some(err) = t.error() {
-                return Err(format!("topic `{}`: {:?}", t.name(), err));
-            }
-            if t.partitions().is_empty() {
-                return Err(format!("topic `{}` has no partitions (does it exist?)", t.name()));
-            }
-            all.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
-        }
-    }
-    Ok(all)
-}
+pub use super::partitions::partitions_of;
 
 /// librdkafka settings: ours first, then `kafka.properties` may override.
 pub fn client_config(config: &Config) -> ClientConfig {
@@ -340,58 +319,40 @@ impl Worker {
     }
 
     fn initial_assignment(&mut self) -> Result<CatchUp, String> {
-        let partitions = self.partitions()?;
-        let mut catch_up = CatchUp::default();
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in &partitions {
-            let (low, high) =
-                self.consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT).map_err(|e| e.to_string())?;
-            let start = self.start_offsets.get(&(topic.clone(), *partition)).copied();
+        let (highs, feed, positions, starts) = (&mut self.highs, &self.feed, &mut self.positions, &self.start_offsets);
+        let (catch_up, assigned) = partitions::assign_all(&self.consumer, &self.topics, |p| {
+            let start = starts.get(&(p.topic.to_string(), p.partition)).copied();
             // A warm restart resumes where its snapshot's stores stand.
-            let from = start.map_or(low, |s| s.max(low));
-            catch_up.add(topic, *partition, from, high);
-            self.note_partition(topic, *partition, from, high);
-            let offset = start.map_or(Offset::Beginning, Offset::Offset);
-            tpl.add_partition_offset(topic, *partition, offset).map_err(|e| e.to_string())?;
-        }
-        self.consumer.assign(&tpl).map_err(|e| e.to_string())?;
-        self.assigned = partitions;
+            let from = start.map_or(p.low, |s| s.max(p.low));
+            note_partition(highs, feed, positions, p.topic, p.partition, from, p.high);
+            (from, start.map_or(Offset::Beginning, Offset::Offset))
+        })?;
+        self.assigned = assigned;
         let (partitions, resumed) = (self.assigned.len(), self.start_offsets.len());
         tracing::info!(partitions, resumed, "assigned every partition");
         Ok(catch_up)
     }
 
-    /// A newly assigned partition: reported from now on, and nothing below
-    /// its low watermark exists to be applied.
-    fn note_partition(&mut self, topic: &str, partition: i32, low: i64, high: i64) {
-        self.highs.insert((topic.to_string(), partition), high);
-        self.feed.assigned(topic, partition, high);
-        let next = self.positions.entry((topic.to_string(), partition)).or_insert(low);
-        *next = (*next).max(low);
-    }
-
-    fn partitions(&self) -> Result<BTreeSet<(String, i32)>, String> {
-        partitions_of(&self.consumer, &self.topics)
-    }
-
     fn poll_loop(&mut self) -> Result<(), End> {
-        let (mut progress_at, mut watermarks_at, mut metadata_at) = (Instant::now(), Instant::now(), Instant::now());
+        let (mut progress, mut watermarks, mut metadata) =
+            (Every::new(PROGRESS_EVERY), Every::new(WATERMARKS_EVERY), Every::new(METADATA_EVERY));
         while !self.stopped() {
             self.poll_burst()?;
             self.flush().map_err(|ShardsGone| End::ShardsGone)?;
             self.land();
             self.store_offsets();
-            if progress_at.elapsed() >= PROGRESS_EVERY {
+            if progress.due() {
                 self.report_progress();
-                progress_at = Instant::now();
             }
-            if watermarks_at.elapsed() >= WATERMARKS_EVERY {
-                self.refresh_watermarks();
-                watermarks_at = Instant::now();
+            if watermarks.due() {
+                let (highs, feed) = (&mut self.highs, &self.feed);
+                partitions::refresh_highs(&self.consumer, &self.assigned, |topic, partition, high| {
+                    highs.insert((topic.to_string(), partition), high);
+                    feed.high(topic, partition, high);
+                });
             }
-            if metadata_at.elapsed() >= METADATA_EVERY {
+            if metadata.due() {
                 self.pick_up_new_partitions();
-                metadata_at = Instant::now();
             }
         }
         Err(End::Stopped)
@@ -567,38 +528,34 @@ impl Worker {
         }
     }
 
-    fn refresh_watermarks(&mut self) {
-        for (topic, partition) in &self.assigned {
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(topic, *partition, Duration::from_millis(500)) {
-                self.highs.insert((topic.clone(), *partition), high);
-                self.feed.high(topic, *partition, high);
-            }
-        }
-    }
-
+    /// Partitions added to a topic while running, from their beginning.
     fn pick_up_new_partitions(&mut self) {
-        let Ok(now) = self.partitions() else { return };
-        let mut tpl = TopicPartitionList::new();
-        let added: Vec<(String, i32)> = now.difference(&self.assigned).cloned().collect();
-        for (topic, partition) in &added {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Beginning);
-        }
-        if tpl.count() == 0 {
-            return;
-        }
-        match self.consumer.incremental_assign(&tpl) {
-            Ok(()) => {
-                tracing::info!(added = tpl.count(), "assigned new partitions from the beginning");
-                for (topic, partition) in &added {
-                    let marks = self.consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT);
-                    let (low, high) = marks.unwrap_or((0, 0));
-                    self.note_partition(topic, *partition, low, high);
-                }
-                self.assigned = now;
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot assign new partitions; will retry"),
+        let (highs, feed, positions) = (&mut self.highs, &self.feed, &mut self.positions);
+        let added = partitions::assign_new(&self.consumer, &self.topics, &self.assigned, |p| {
+            note_partition(highs, feed, positions, p.topic, p.partition, p.low, p.high);
+            Offset::Beginning
+        });
+        if let Some(now) = added {
+            self.assigned = now;
         }
     }
+}
+
+/// A newly assigned partition: reported from now on, and nothing below
+/// its low watermark exists to be applied.
+fn note_partition(
+    highs: &mut BTreeMap<(String, i32), i64>,
+    feed: &FeedPositions,
+    positions: &mut BTreeMap<(String, i32), i64>,
+    topic: &str,
+    partition: i32,
+    low: i64,
+    high: i64,
+) {
+    highs.insert((topic.to_string(), partition), high);
+    feed.assigned(topic, partition, high);
+    let next = positions.entry((topic.to_string(), partition)).or_insert(low);
+    *next = (*next).max(low);
 }
 
 /// Decodes one record and queues it for its stores, or counts why not.

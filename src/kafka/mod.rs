@@ -1,4 +1,5 @@
-//! Kafka ingestion: the consumer thread (`consumer`),
+//! Kafka ingestion: the consumer thread (`consumer`), finding and assigning
+//! partitions for it and for the Redis feeds (`partitions`),
 //! Confluent framing and Avro decoding (`decode`), one
 //! message to one decoded record (`record`), the Schema Registry client
 //! and its ID cache (`registry_client`, `schemas`), routing to the owning
@@ -12,6 +13,7 @@ pub mod consumer;
 pub mod decode;
 pub mod dispatch;
 pub mod encode;
+pub mod partitions;
 pub mod produce;
 pub mod record;
 pub mod redis_feed;

@@ -21,6 +21,7 @@
 
 use super::catch_up::CatchUp;
 use super::consumer::{client_config, Quiet};
+use super::partitions::{self, Every};
 use super::record::{Decoded, NotDecoded, RecordDecoder};
 use super::registry_client::{RegistryClient, RegistryError};
 use super::schemas::{sleep_unless_stopped, SchemaCache};
@@ -34,7 +35,7 @@ use crate::store::redis::{
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,7 +46,6 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const WATERMARKS_EVERY: Duration = Duration::from_secs(5);
 const METADATA_EVERY: Duration = Duration::from_secs(10);
-const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 /// librdkafka's prefetch queue per feed, unless `kafka.properties` sets it:
 /// what a stalled feed holds at most before fetching stops.
 const QUEUE_KBYTES: &str = "16384";
@@ -215,60 +215,58 @@ impl Feed {
     }
 
     fn assign(&mut self, stored: &StoredPosition) -> Result<CatchUp, String> {
-        let partitions = self.partitions()?;
-        let mut catch_up = CatchUp::default();
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in &partitions {
-            let (low, high) =
-                self.consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT).map_err(|e| e.to_string())?;
-            let from = match stored.offsets.get(&(topic.clone(), *partition)) {
-                Some(next) if *next > high => {
+        let store = self.writer.spec().name.clone();
+        let (written, positions, next) = (&mut self.written, &self.positions, &mut self.next);
+        let (catch_up, assigned) = partitions::assign_all(&self.consumer, &self.topics, |p| {
+            let at = (p.topic.to_string(), p.partition);
+            let from = match stored.offsets.get(&at) {
+                Some(next) if *next > p.high => {
+                    let (topic, partition, high) = (p.topic, p.partition, p.high);
                     tracing::warn!(
-                        store = self.name(),
+                        store,
                         topic,
                         partition,
                         next,
                         high,
                         "stored position is past the topic's end (topic re-created?); replaying it"
                     );
-                    self.written.remove(&(topic.clone(), *partition));
-                    low
+                    written.remove(&at);
+                    p.low
                 }
-                Some(next) => (*next).max(low),
-                None => low,
+                Some(next) => (*next).max(p.low),
+                None => p.low,
             };
-            catch_up.add(topic, *partition, from, high);
-            self.positions.assigned(topic, *partition, high);
-            self.positions.applied(topic, *partition, from);
-            self.next.insert((topic.clone(), *partition), from);
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(from)).map_err(|e| e.to_string())?;
-        }
-        self.consumer.assign(&tpl).map_err(|e| e.to_string())?;
+            positions.assigned(p.topic, p.partition, p.high);
+            positions.applied(p.topic, p.partition, from);
+            next.insert(at, from);
+            (from, Offset::Offset(from))
+        })?;
         tracing::info!(
-            store = self.name(),
-            partitions = partitions.len(),
+            store,
+            partitions = assigned.len(),
             "Redis feed assigned every partition from its stored position"
         );
-        self.assigned = partitions;
+        self.assigned = assigned;
         Ok(catch_up)
     }
 
-    fn partitions(&self) -> Result<BTreeSet<(String, i32)>, String> {
-        super::consumer::partitions_of(&self.consumer, &self.topics)
-    }
-
     fn poll_loop(&mut self) -> Result<(), Stopped> {
-        let (mut watermarks_at, mut metadata_at) = (Instant::now(), Instant::now());
+        let (mut watermarks, mut metadata) = (Every::new(WATERMARKS_EVERY), Every::new(METADATA_EVERY));
         while !self.stopped() {
             self.poll_burst()?;
             self.flush()?;
-            if watermarks_at.elapsed() >= WATERMARKS_EVERY {
+            if watermarks.due() {
                 self.refresh_watermarks();
-                watermarks_at = Instant::now();
             }
-            if metadata_at.elapsed() >= METADATA_EVERY {
-                self.pick_up_new_partitions();
-                metadata_at = Instant::now();
+            if metadata.due() {
+                let written = &self.written;
+                let added = partitions::assign_new(&self.consumer, &self.topics, &self.assigned, |p| {
+                    let at = (p.topic.to_string(), p.partition);
+                    written.get(&at).map_or(Offset::Beginning, |n| Offset::Offset(*n))
+                });
+                if let Some(now) = added {
+                    self.assigned = now;
+                }
             }
         }
         Err(Stopped)
@@ -465,30 +463,8 @@ impl Feed {
         Ok(())
     }
 
-    fn refresh_watermarks(&mut self) {
-        for (topic, partition) in &self.assigned {
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(topic, *partition, Duration::from_millis(500)) {
-                self.positions.high(topic, *partition, high);
-            }
-        }
-    }
-
-    fn pick_up_new_partitions(&mut self) {
-        let Ok(now) = self.partitions() else { return };
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in now.difference(&self.assigned) {
-            let from = self.written.get(&(topic.clone(), *partition)).map_or(Offset::Beginning, |n| Offset::Offset(*n));
-            let _ = tpl.add_partition_offset(topic, *partition, from);
-        }
-        if tpl.count() == 0 {
-            return;
-        }
-        match self.consumer.incremental_assign(&tpl) {
-            Ok(()) => {
-                tracing::info!(store = self.name(), added = tpl.count(), "Redis feed assigned new partitions");
-                self.assigned = now;
-            }
-            Err(e) => tracing::warn!(store = self.name(), error = %e, "cannot assign new partitions; will retry"),
-        }
+    fn refresh_watermarks(&self) {
+        let positions = &self.positions;
+        partitions::refresh_highs(&self.consumer, &self.assigned, |t, p, high| positions.high(t, p, high));
     }
 }

@@ -14,6 +14,21 @@ use apache_avro::Schema;
 use std::collections::HashMap;
 use std::io::Write;
 
+/// The pattern of the Avro types written as a long: `long` and the
+/// logical types on it (named once, for `compile` and `is_long`).
+macro_rules! long_schemas {
+    () => {
+        Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos
+    };
+}
+
 type NodeId = usize;
 
 /// A compiled schema node: what to read and how to write it.
@@ -135,14 +150,7 @@ impl Compiler {
             Schema::Null => Node::Null,
             Schema::Boolean => Node::Boolean,
             Schema::Int | Schema::Date | Schema::TimeMillis => Node::Int,
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => Node::Long,
+            long_schemas!() => Node::Long,
             Schema::Float => Node::Float,
             Schema::Double => Node::Double,
             Schema::Bytes | Schema::BigDecimal => Node::Bytes,
@@ -517,17 +525,7 @@ fn write_uuid(out: &mut Vec<u8>, b: &[u8]) {
 
 /// The Avro types written as a long: `long` and the logical types on it.
 pub fn is_long(s: &Schema) -> bool {
-    matches!(
-        s,
-        Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos
-    )
+    matches!(s, long_schemas!())
 }
 
 #[cfg(test)]
