@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # What cross-shard forwarding costs: one Push Cache with two shards (one per
-# CPU, each owning half the keys and forwarding the rest over the mesh)
-# against two independent single-shard Push Caches holding every key, each
+# CPU, each owning half the keys and forwarding the rest over the mesh), one
+# with two shards and `runtime.index: replicated` (each indexing every key,
+# nothing forwarded), against two independent single-shard Push Caches holding every key, each
 # pinned to one of the same CPUs and listening on one port together
 # (SO_REUSEPORT spreads connections over them as over the two shards).
 # Both hold the same KEYS customers; the peers' compare.sh runs wrk (on
 # CLIENT_CPUS, beside the servers) against each in turn, interleaved, and
 # prints req/s and server CPU per GET (the replicas' CPU is summed).
 # Env: PEERS_DIR (../shared/peers), CPUS (0,1), CLIENT_CPUS (0-1), KEYS (100000),
-#      SHARDS_PORT (8092), REPLICAS_PORT (8093), ROUNDS (5), DURATION (5s), CONNS (64),
+#      SHARDS_PORT (8092), REPLICAS_PORT (8093), REPLICATED_PORT (8094), ROUNDS (5), DURATION (5s), CONNS (64),
 #      SCRIPT (compare.sh's), SKIP_BUILD (1: use the binary already built),
 #      PUSH_CACHE_BIN (target/release/push-cache).
 set -euo pipefail
@@ -17,6 +18,7 @@ peers=$(cd "${PEERS_DIR:-$repo/../shared/peers}" 2>/dev/null && pwd) \
   || { echo "bench-shards: no peers directory at ${PEERS_DIR:-$repo/../shared/peers} (set PEERS_DIR)" >&2; exit 1; }
 IFS=, read -r cpu0 cpu1 <<<"${CPUS:-0,1}"
 keys=${KEYS:-100000}; shards_port=${SHARDS_PORT:-8092}; replicas_port=${REPLICAS_PORT:-8093}
+replicated_port=${REPLICATED_PORT:-8094}
 export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} CLIENT_CPU=${CLIENT_CPUS:-0-1} KEYS=$keys
 
 bench_name=bench-shards
@@ -25,7 +27,7 @@ source "$repo/scripts/bench-lib.sh"
 for tool in wrk taskset bc python3 cargo; do
   command -v "$tool" >/dev/null || die "$tool is missing (apt-get install wrk util-linux bc python3; cargo from rustup)"
 done
-for p in "$shards_port" "$replicas_port"; do
+for p in "$shards_port" "$replicas_port" "$replicated_port"; do
   port_busy "$p" && die "port $p is already in use; stop what holds it or pick other ports"
 done
 [ -n "${SKIP_BUILD:-}" ] || (cd "$repo" && cargo build --release --bin push-cache)
@@ -103,6 +105,12 @@ shards_pid=$!; started+=("$shards_pid")
 wait_port "$shards_port" "$shards_pid" "two-shard push-cache" "$tmp/two-shards.log"
 load "$shards_port" 1
 
+config replicated "$replicated_port" "{shards: 2, cores: [$cpu0, $cpu1], index: replicated}"
+taskset -c "$cpu0,$cpu1" "$pc_bin" --config "$tmp/replicated.yaml" --secrets "$tmp/s3" >"$tmp/replicated.log" 2>&1 &
+replicated_pid=$!; started+=("$replicated_pid")
+wait_port "$replicated_port" "$replicated_pid" "replicated two-shard push-cache" "$tmp/replicated.log"
+load "$replicated_port" 1
+
 # The replicas run under one parent, so that compare.sh sums their CPU time.
 config replica0 "$replicas_port" "{shards: 1, cores: [$cpu0]}"
 config replica1 "$replicas_port" "{shards: 1, cores: [$cpu1]}"
@@ -121,6 +129,7 @@ load "$replicas_port" 2
 echo "compare.sh: ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS SCRIPT=${SCRIPT:-random-key.lua}," \
   "servers on CPUs $cpu0 and $cpu1, wrk on CPUs $CLIENT_CPU"
 bash "$peers/compare.sh" "two-shards=http://127.0.0.1:$shards_port/api/users@$shards_pid" \
+  "replicated=http://127.0.0.1:$replicated_port/api/users@$replicated_pid" \
   "two-replicas=http://127.0.0.1:$replicas_port/api/users@$replicas_pid" &
 compare_pid=$!
 wait "$compare_pid"
