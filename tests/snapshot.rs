@@ -324,3 +324,48 @@ fn kill_9_while_a_snapshot_is_written_leaves_the_previous_one_usable() {
     assert_eq!(start_mode(&server), "snapshot", "the previous snapshot was used; log:\n{}", server.log());
     serves_exactly(&server, &expected);
 }
+
+/// The sum over shards of a per-store metric of the customers store.
+fn customers_metric(server: &Server, name: &str) -> f64 {
+    let text = http_get(server, "/metrics").1;
+    let prefix = format!("{name}{{shard=");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains("store=\"customers\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A `compression: zstd` store's snapshot keeps its zstd frames and the
+/// dictionaries they need: the files are smaller than the raw bodies, and
+/// the warm start serves every body without recompressing or retraining.
+#[test]
+fn a_compressed_store_restarts_from_its_frames_and_dictionaries() {
+    let stack = Stack::start();
+    let mut expected = Vec::new();
+    stack.customers(&mut expected, 0..3_000, 1);
+    let zstd = "[customer], compression: zstd";
+    let mut server = stack.serve(zstd, 3600);
+    serves_exactly(&server, &expected);
+    wait_until("the store to be compressed", Duration::from_secs(60), || {
+        // Each write compresses a few of the bodies stored before the dictionary.
+        stack.customers(&mut expected, 0..50, 1);
+        customers_metric(&server, "push_cache_store_bytes")
+            < 0.6 * customers_metric(&server, "push_cache_store_raw_bytes")
+    });
+    let raw = customers_metric(&server, "push_cache_store_raw_bytes");
+    stop(&mut server);
+    let written: u64 = shard_files(&stack.snapshots).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    // Written plain it would take about the raw bytes (less the 12-byte headers).
+    assert!((written as f64) < 0.7 * raw, "snapshot {written} bytes against {raw} raw: the frames are kept");
+
+    while_down(&stack, &mut expected);
+    let server = stack.serve(zstd, 3600);
+    assert_eq!(start_mode(&server), "snapshot", "log:\n{}", server.log());
+    serves_exactly(&server, &expected);
+    assert_eq!(customers_metric(&server, "push_cache_store_dictionary_trainings_total"), 0.0, "nothing retrained");
+    assert!(customers_metric(&server, "push_cache_store_dictionaries") >= 1.0);
+    assert!(
+        customers_metric(&server, "push_cache_store_bytes")
+            < 0.6 * customers_metric(&server, "push_cache_store_raw_bytes")
+    );
+}

@@ -2,7 +2,8 @@
 //! file, `Manifest::decode` for the manifest) over arbitrary bytes. A torn,
 //! corrupt or hostile file must be an error, never a panic, a hang or an
 //! allocation beyond the input's size; a file that loads must load the same
-//! entries again once written back out.
+//! entries again once written back out (compressed ones with their
+//! dictionaries).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let mut entries = Vec::new();
     for (index, store) in &file.stores {
         let all: Vec<_> = store.iter().collect();
-        enc.store(*index as u32, all.len() as u64);
+        enc.store(*index as u32, store.kept_dictionaries().as_ref(), all.len() as u64);
         for e in all.iter().copied() {
             enc.entry(e);
         }

@@ -7,10 +7,14 @@ use super::applied::Applied;
 use crate::metrics::{ShardMetrics, ShardSnapshot, StoreSize};
 pub use crate::placement::{owner_of, Change};
 use crate::placement::{Applied as ChangeApplied, Fanout};
+use crate::store::compress::Dictionary;
 use crate::store::entry::Entry;
 use crate::store::listing::{KeySlice, SLICE};
 use crate::store::memory::MemoryStore;
 use std::cell::RefCell;
+
+/// A compressed store's dictionaries and the current one's id.
+pub type KeptDictionaries = (Vec<std::sync::Arc<Dictionary>>, Option<u32>);
 
 pub struct Shard {
     pub id: usize,
@@ -124,20 +128,27 @@ impl Shard {
         stores.iter_mut().map(|s| s.as_mut().map(|m| unsafe { m.pin() })).collect()
     }
 
+    /// Per store index, a compressed store's dictionaries and current
+    /// dictionary id (what its entries need to be read back); `None` for
+    /// plain and other stores.
+    pub fn kept_dictionaries(&self) -> Vec<Option<KeptDictionaries>> {
+        self.stores.borrow().iter().map(|s| s.as_ref().and_then(MemoryStore::kept_dictionaries)).collect()
+    }
+
     /// Ends the pin of `pin_all`, returning the entries it kept alive.
     pub fn unpin_all(&self) -> Vec<Entry> {
         self.stores.borrow_mut().iter_mut().flatten().flat_map(MemoryStore::unpin).collect()
     }
 
     /// Replaces an in-memory store's contents (a snapshot loaded at start).
-    /// A compressed store keeps its compressor: the snapshot's plain bodies
-    /// go through it like any new record.
+    /// Contents of another kind than the store (plain for a compressed one,
+    /// say) go through the store entry by entry like new records.
     pub fn install(&self, store: usize, contents: MemoryStore) {
         self.with_store(store, |s| {
-            if s.is_compressed() {
-                contents.iter().for_each(|e| drop(s.upsert(e.clone())));
-            } else {
+            if s.is_compressed() == contents.is_compressed() {
                 *s = contents;
+            } else {
+                contents.iter().for_each(|e| drop(s.upsert(e.clone())));
             }
         });
     }

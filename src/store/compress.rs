@@ -62,9 +62,39 @@ pub struct Dictionary {
     ddict: DDict<'static>,
     /// Compressed/raw ratio of the training sample, for drift detection.
     trained_ratio: f64,
+    /// The dictionary as trained, for snapshots.
+    content: Box<[u8]>,
 }
 
 impl Dictionary {
+    /// A dictionary read back from a snapshot, registered under a new id
+    /// (ids are the process's own; the entries that use it are rewritten).
+    pub fn restore(content: &[u8], trained_ratio: f64) -> Arc<Dictionary> {
+        let dict = Arc::new(Dictionary::prepared(content.into(), trained_ratio));
+        register(dict.clone());
+        dict
+    }
+
+    fn prepared(content: Box<[u8]>, trained_ratio: f64) -> Dictionary {
+        Dictionary {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            cdict: CDict::create(&content, LEVEL),
+            ddict: DDict::create(&content),
+            trained_ratio,
+            content,
+        }
+    }
+
+    /// The dictionary's bytes as trained.
+    pub fn content(&self) -> &[u8] {
+        &self.content
+    }
+
+    /// Compressed/raw ratio of the training sample.
+    pub fn trained_ratio(&self) -> f64 {
+        self.trained_ratio
+    }
+
     /// Bytes `bodies` take compressed with this dictionary (kept raw when
     /// that is smaller, as a store does); for measuring dictionary sizes.
     pub fn packed_size<'a>(&self, bodies: impl Iterator<Item = &'a [u8]>) -> Result<usize, CompressError> {
@@ -178,12 +208,7 @@ fn zstd_error(code: usize) -> CompressError {
 pub fn train(samples: &[u8], sizes: &[usize], dict_size: usize) -> Result<Arc<Dictionary>, CompressError> {
     let bytes =
         zstd::dict::from_continuous(samples, sizes, dict_size).map_err(|e| CompressError::Training(e.to_string()))?;
-    let mut dict = Dictionary {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        cdict: CDict::create(&bytes, LEVEL),
-        ddict: DDict::create(&bytes),
-        trained_ratio: 1.0,
-    };
+    let mut dict = Dictionary::prepared(bytes.into(), 1.0);
     let mut cctx = frame_context();
     let mut scratch = Vec::new();
     let (mut raw, mut packed, mut at) = (0usize, 0usize, 0usize);
@@ -311,6 +336,43 @@ impl Compressor {
         let dict = self.current.clone()?;
         let frame = compress_with(&mut self.cctx, &mut self.scratch, &dict, body).ok()?;
         (frame.len() < body.len()).then_some(Packed { dict: dict.id, frame })
+    }
+
+    /// A compressor that goes on with dictionaries read back from a
+    /// snapshot: `current` (an id among them) compresses new bodies, and
+    /// every one of them decodes the entries that come with it. Call
+    /// [`Compressor::drop_unused`] once those entries are stored.
+    pub fn resume(dicts: Vec<Arc<Dictionary>>, current: Option<u32>) -> Compressor {
+        let current = current.and_then(|id| dicts.iter().find(|d| d.id == id).cloned());
+        let phase = match current {
+            Some(_) => Phase::Steady,
+            None => Phase::Sampling { samples: Vec::new(), sizes: Vec::new() },
+        };
+        let uses = dicts.into_iter().map(|d| (d.id, (d, 0))).collect();
+        Compressor { phase, current, uses, ..Compressor::default() }
+    }
+
+    /// Lets go of resumed dictionaries that no stored entry uses.
+    pub fn drop_unused(&mut self) {
+        let current = self.current.as_ref().map(|d| d.id);
+        let unused: Vec<u32> = self.uses.iter().filter(|(_, (_, n))| *n == 0).map(|(id, _)| *id).collect();
+        for id in unused {
+            self.uses.remove(&id);
+            if Some(id) != current {
+                unregister(id);
+            }
+        }
+    }
+
+    /// The dictionaries this store's entries use and the current one, and
+    /// the current one's id: what a snapshot keeps beside the entries.
+    pub fn kept_dictionaries(&self) -> (Vec<Arc<Dictionary>>, Option<u32>) {
+        let mut dicts: Vec<Arc<Dictionary>> = self.uses.values().map(|(d, _)| d.clone()).collect();
+        if let Some(current) = self.current.as_ref().filter(|d| !self.uses.contains_key(&d.id)) {
+            dicts.push(current.clone());
+        }
+        dicts.sort_by_key(|d| d.id);
+        (dicts, self.current.as_ref().map(|d| d.id))
     }
 
     /// Whether a dictionary is ready (so the backlog can be worked off).

@@ -11,7 +11,7 @@
 //! With it, a listing page that starts after a given key costs two binary
 //! searches plus the keys it returns, instead of a sort of every key.
 
-use super::compress::Compressor;
+use super::compress::{Compressor, Dictionary};
 use super::entry::Entry;
 use super::key_index::KeyIndex;
 use super::listing::{KeySlice, ListedKey};
@@ -74,6 +74,25 @@ impl MemoryStore {
     /// A store that keeps bodies zstd-compressed (see `store::compress`).
     pub fn compressed() -> Self {
         MemoryStore { compression: Some(Box::default()), ..MemoryStore::default() }
+    }
+
+    /// A compressed store going on with `compressor` (its dictionaries read
+    /// back from a snapshot); fill it, then call `drop_unused_dictionaries`.
+    pub fn resumed(compressor: Compressor) -> Self {
+        MemoryStore { compression: Some(Box::new(compressor)), ..MemoryStore::default() }
+    }
+
+    /// Lets go of resumed dictionaries that no entry of the store uses.
+    pub fn drop_unused_dictionaries(&mut self) {
+        if let Some(c) = self.compression.as_mut() {
+            c.drop_unused();
+        }
+    }
+
+    /// For a compressed store: the dictionaries its entries use and the
+    /// current one's id (see `Compressor::kept_dictionaries`).
+    pub fn kept_dictionaries(&self) -> Option<(Vec<std::sync::Arc<Dictionary>>, Option<u32>)> {
+        self.compression.as_ref().map(|c| c.kept_dictionaries())
     }
 
     /// Inserts or replaces; returns the previous entry.

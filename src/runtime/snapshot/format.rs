@@ -3,27 +3,43 @@
 //! ```text
 //! magic "PCSNAPS\0" | version u32 | fingerprint u64 | generation u64 | shard u32 | shards u32
 //! positions: count u32, then per partition: topic (u16 length + bytes), partition i32, next offset i64
-//! stores: count u32, then per store: store index u32, entries u64,
-//!         then per entry: key length u16, ETag length u8, body length u32, key, ETag, body
+//! stores: count u32, then per store:
+//!   store index u32, compressed u8 (1: a `compression: zstd` store)
+//!   dictionaries: count u32, then per dictionary: id u32, trained ratio f64, length u32, bytes
+//!   current dictionary id u32 (0: none)
+//!   entries u64, then per entry: key length u16, ETag length u8, kind u8, body length u32, key, ETag, body
+//!     kind 0: the body is the JSON as served
+//!     kind 1: the body is dictionary id u32, JSON length u32, then the zstd frame
 //! end marker "PCEND\0\0\0" | crc32 (u32) of every byte before it
 //! ```
 //!
-//! Integers are little-endian. Entries are written as a GET serves them
-//! (key, ETag with its quotes, JSON body), so the file does not depend on how
-//! an entry lays itself out in memory. A shard writes its entries in key
+//! Integers and floats are little-endian. Plain entries are written as a GET
+//! serves them (key, ETag with its quotes, JSON body). A compressed store's
+//! entries keep their zstd frames and the file carries the dictionaries
+//! they were compressed with, so a warm start neither recompresses nor
+//! retrains: each dictionary is registered again under a new id, each frame
+//! is decompressed once to check it, and the store goes on compressing with
+//! the dictionary that was current. A shard writes its entries in key
 //! order, so that loading appends each to the ordered index after one
-//! comparison; any order loads. Reading trusts nothing: every length
-//! is bounded by the bytes actually present (a huge claimed length cannot
+//! comparison; any order loads. Reading trusts nothing: every length is
+//! bounded by the bytes actually present (a huge claimed length cannot
 //! allocate more than the file holds), and the store is handed out only once
 //! the checksum over the whole file matches.
 
+use crate::store::compress::{decompress_into, Compressor, Dictionary};
 use crate::store::entry::Entry;
 use crate::store::memory::MemoryStore;
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 pub const MAGIC: &[u8; 8] = b"PCSNAPS\0";
 pub const END: &[u8; 8] = b"PCEND\0\0\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The largest JSON body a compressed entry may claim (as the decoders' cap).
+const MAX_RAW_BODY: u32 = 16 << 20;
+const PLAIN: u8 = 0;
+const COMPRESSED: u8 = 1;
 
 /// What a shard file says about itself, before its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,25 +96,40 @@ impl Encoder {
         e
     }
 
-    /// Starts the entries of one store.
-    pub fn store(&mut self, index: u32, entries: u64) {
+    /// Starts one store: `dicts` (with the current one's id) for a
+    /// compressed store, then `entries` entries.
+    pub fn store(&mut self, index: u32, kept: Option<&(Vec<Arc<Dictionary>>, Option<u32>)>, entries: u64) {
         self.buf.extend_from_slice(&index.to_le_bytes());
+        self.buf.push(u8::from(kept.is_some()));
+        let (dicts, current) = kept.map_or((&[][..], None), |(d, c)| (&d[..], *c));
+        self.buf.extend_from_slice(&(dicts.len() as u32).to_le_bytes());
+        for dict in dicts {
+            self.buf.extend_from_slice(&dict.id.to_le_bytes());
+            self.buf.extend_from_slice(&dict.trained_ratio().to_le_bytes());
+            self.buf.extend_from_slice(&(dict.content().len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(dict.content());
+        }
+        self.buf.extend_from_slice(&current.unwrap_or(0).to_le_bytes());
         self.buf.extend_from_slice(&entries.to_le_bytes());
     }
 
-    /// One entry, its body as the API serves it: a compressed store's
-    /// bodies are written plain (and compressed again when loaded), so a
-    /// snapshot never depends on a dictionary.
-    pub fn entry(&mut self, e: &Entry) -> Result<(), String> {
-        let body = e.raw_body().map_err(|why| format!("cannot read back key {:?}: {why}", e.key_str()))?;
-        let (key, etag, body) = (e.key(), e.etag(), &body[..]);
+    /// One entry, its body as stored: the JSON, or the zstd frame with its
+    /// dictionary's id and the JSON's length.
+    pub fn entry(&mut self, e: &Entry) {
+        let (key, etag, body) = (e.key(), e.etag(), e.body());
+        let compression = e.compression();
+        let prefix = if compression.is_some() { 8 } else { 0 };
         self.buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
         self.buf.push(etag.len() as u8);
-        self.buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        self.buf.push(if compression.is_some() { COMPRESSED } else { PLAIN });
+        self.buf.extend_from_slice(&((prefix + body.len()) as u32).to_le_bytes());
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(&etag);
+        if let Some((dict, raw_len)) = compression {
+            self.buf.extend_from_slice(&dict.to_le_bytes());
+            self.buf.extend_from_slice(&(raw_len as u32).to_le_bytes());
+        }
         self.buf.extend_from_slice(body);
-        Ok(())
     }
 
     pub fn buffered(&self) -> usize {
@@ -224,15 +255,7 @@ pub fn parse(reader: impl Read, len: u64, crc: u32, accepts: impl Fn(usize) -> b
         if !accepts(index) || stores.iter().any(|(i, _)| *i == index) {
             return Err(FormatError::Malformed("a store index this configuration does not keep in memory"));
         }
-        let entries = r.u64()?;
-        let mut store = MemoryStore::default();
-        // Room for every entry the file can hold (7 bytes at least each), not
-        // for whatever count it claims.
-        store.reserve(entries.min(r.left / 7) as usize);
-        for _ in 0..entries {
-            store.upsert(read_entry(&mut r)?);
-        }
-        stores.push((index, store));
+        stores.push((index, read_store(&mut r)?));
     }
     if &r.exact::<8>()? != END {
         return Err(FormatError::Malformed("no end marker after the last store"));
@@ -266,9 +289,63 @@ fn read_header(r: &mut Bounded<impl Read>) -> Result<FileHeader, FormatError> {
     Ok(FileHeader { fingerprint, generation, shard, shards, positions })
 }
 
-fn read_entry(r: &mut Bounded<impl Read>) -> Result<Entry, FormatError> {
+/// One store's section after its index: its dictionaries and entries.
+fn read_store(r: &mut Bounded<impl Read>) -> Result<MemoryStore, FormatError> {
+    let compressed = match r.exact::<1>()?[0] {
+        0 => false,
+        1 => true,
+        _ => return Err(FormatError::Malformed("a store is neither plain nor compressed")),
+    };
+    let dicts = read_dictionaries(r)?;
+    let current = r.u32()?;
+    if !compressed && (!dicts.is_empty() || current != 0) {
+        return Err(FormatError::Malformed("dictionaries in a plain store"));
+    }
+    let current = match current {
+        0 => None,
+        id => Some(dicts.get(&id).ok_or(FormatError::Malformed("the current dictionary is not in the file"))?.id),
+    };
+    let mut store = match compressed {
+        true => MemoryStore::resumed(Compressor::resume(dicts.values().cloned().collect(), current)),
+        false => MemoryStore::default(),
+    };
+    let entries = r.u64()?;
+    // Room for every entry the file can hold (8 bytes at least each), not
+    // for whatever count it claims.
+    store.reserve(entries.min(r.left / 8) as usize);
+    let mut raw = Vec::new();
+    for _ in 0..entries {
+        store.upsert(read_entry(r, &dicts, &mut raw)?);
+    }
+    store.drop_unused_dictionaries();
+    Ok(store)
+}
+
+/// A store's dictionaries, each registered again, by the id the file gives it.
+fn read_dictionaries(r: &mut Bounded<impl Read>) -> Result<HashMap<u32, Arc<Dictionary>>, FormatError> {
+    let count = r.u32()?;
+    let mut dicts = HashMap::new();
+    for _ in 0..count {
+        let id = r.u32()?;
+        let ratio = f64::from_le_bytes(r.exact()?);
+        let len = r.u32()? as usize;
+        r.bytes(len)?;
+        if id == 0 || !ratio.is_finite() || dicts.contains_key(&id) {
+            return Err(FormatError::Malformed("a dictionary with a bad id or ratio"));
+        }
+        dicts.insert(id, Dictionary::restore(&r.scratch, ratio));
+    }
+    Ok(dicts)
+}
+
+fn read_entry(
+    r: &mut Bounded<impl Read>,
+    dicts: &HashMap<u32, Arc<Dictionary>>,
+    raw: &mut Vec<u8>,
+) -> Result<Entry, FormatError> {
     let key_len = r.u16()? as usize;
     let etag_len = r.exact::<1>()?[0] as usize;
+    let kind = r.exact::<1>()?[0];
     let body_len = r.u32()? as usize;
     r.bytes(key_len + etag_len + body_len)?;
     let (key, rest) = r.scratch.split_at(key_len);
@@ -276,7 +353,28 @@ fn read_entry(r: &mut Bounded<impl Read>) -> Result<Entry, FormatError> {
     if std::str::from_utf8(key).is_err() {
         return Err(FormatError::Malformed("a key is not UTF-8"));
     }
-    Entry::from_parts(key, etag, body).map_err(|_| FormatError::Malformed("an entry too long to cache"))
+    let too_long = |_| FormatError::Malformed("an entry too long to cache");
+    match kind {
+        PLAIN => Entry::from_parts(key, etag, body).map_err(too_long),
+        COMPRESSED => {
+            let bad = FormatError::Malformed("a compressed body that does not decompress to its length");
+            let (head, frame) =
+                body.split_first_chunk::<8>().ok_or(FormatError::Malformed("a short compressed body"))?;
+            let dict = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+            let raw_len = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+            let dict = dicts.get(&dict).ok_or(FormatError::Malformed("an entry's dictionary is not in the file"))?;
+            if raw_len > MAX_RAW_BODY {
+                return Err(bad);
+            }
+            raw.clear();
+            decompress_into(dict.id, frame, raw_len as usize, raw).map_err(|_| bad)?;
+            if raw.len() != raw_len as usize {
+                return Err(FormatError::Malformed("a compressed body that does not decompress to its length"));
+            }
+            Entry::from_parts(key, etag, raw).and_then(|plain| plain.compressed_from(dict.id, frame)).map_err(too_long)
+        }
+        _ => Err(FormatError::Malformed("an entry of unknown kind")),
+    }
 }
 
 #[cfg(test)]
@@ -287,9 +385,9 @@ mod tests {
         let header =
             FileHeader { fingerprint: 7, generation: 3, shard: 1, shards: 2, positions: vec![("t".into(), 0, 42)] };
         let mut e = Encoder::new(&header, 1);
-        e.store(0, entries.len() as u64);
+        e.store(0, None, entries.len() as u64);
         for (k, etag, body) in entries {
-            e.entry(&Entry::from_parts(k.as_bytes(), etag.as_bytes(), body.as_bytes()).unwrap()).unwrap();
+            e.entry(&Entry::from_parts(k.as_bytes(), etag.as_bytes(), body.as_bytes()).unwrap());
         }
         let mut out = e.take();
         out.extend(e.finish().0);
@@ -309,6 +407,66 @@ mod tests {
             let e = store.get(k.as_bytes()).unwrap();
             assert_eq!((&*e.etag(), e.body()), (etag.as_bytes(), body.as_bytes()));
         }
+    }
+
+    /// A compressed store comes back with its frames and dictionaries:
+    /// every body and ETag as before, nothing recompressed or retrained,
+    /// and new bodies compressed with the dictionary that was current.
+    #[test]
+    fn a_compressed_store_round_trips_with_its_dictionaries() {
+        let customer = |i: usize| {
+            format!(
+                r#"{{"accountId":"acct-{i:08}","name":"Customer {i}","address":"{i} Long Street","updatedAt":{}}}"#,
+                1_700_000_000_000u64 + i as u64
+            )
+        };
+        let mut store = MemoryStore::compressed();
+        for i in 0..3_000 {
+            let body = customer(i);
+            let etag = format!("\"{}\"", 1_700_000_000_000u64 + i as u64);
+            store.upsert(Entry::from_parts(format!("k{i:05}").as_bytes(), etag.as_bytes(), body.as_bytes()).unwrap());
+        }
+        store.upsert(Entry::from_parts(b"plain", b"W/\"x\"", b"{}").unwrap());
+        store.settle();
+        let kept = store.kept_dictionaries().unwrap();
+        assert_eq!(kept.0.len(), 1);
+        let header = FileHeader { fingerprint: 1, generation: 1, shard: 0, shards: 1, positions: vec![] };
+        let mut e = Encoder::new(&header, 1);
+        e.store(0, Some(&kept), store.len() as u64);
+        let mut entries: Vec<&Entry> = store.iter().collect();
+        entries.sort_by_key(|e| (e.is_compressed(), e.key().to_vec()));
+        let mut compressed = 0;
+        for entry in &entries {
+            compressed += usize::from(entry.is_compressed());
+            e.entry(entry);
+        }
+        let last = entries.last().unwrap();
+        assert!(compressed > 2_900, "{compressed} compressed");
+        let mut bytes = e.take();
+        bytes.extend(e.finish().0);
+        let file = read(&bytes[..], |i| i == 0).unwrap();
+        let mut loaded = file.stores.into_iter().next().unwrap().1;
+        assert!(loaded.is_compressed());
+        assert_eq!(loaded.len(), store.len());
+        for entry in store.iter() {
+            let back = loaded.get(entry.key()).unwrap();
+            assert_eq!(back.is_compressed(), entry.is_compressed());
+            assert_eq!((&*back.etag(), back.raw_body().unwrap()), (&*entry.etag(), entry.raw_body().unwrap()));
+        }
+        assert_eq!(loaded.dictionaries(), (0, 1), "no training after the load; the one dictionary kept");
+        loaded.upsert(Entry::from_parts(b"new", b"\"1\"", customer(9_999).as_bytes()).unwrap());
+        assert!(loaded.get(b"new").unwrap().is_compressed(), "new bodies use the current dictionary");
+        // A frame that does not decompress to its stated length is refused,
+        // even under a valid checksum: the last entry's length, one more.
+        let mut bad = bytes.clone();
+        let at = bad.len() - 8 - 4 - last.body().len() - 4;
+        let raw_len = u32::from_le_bytes(bad[at..at + 4].try_into().unwrap());
+        assert_eq!(raw_len as usize, last.raw_len());
+        bad[at..at + 4].copy_from_slice(&(raw_len + 1).to_le_bytes());
+        let body = bad.len() - 4;
+        let crc = crc32fast::hash(&bad[..body]);
+        bad[body..].copy_from_slice(&crc.to_le_bytes());
+        assert!(read(&bad[..], |i| i == 0).is_err());
     }
 
     #[test]

@@ -71,6 +71,7 @@ async fn write(shard: &Shard, order: &WriteOrder) -> Result<ShardWritten, String
     // SAFETY: `unpin_all` runs below after `pinned` is dropped, on every path
     // (the encoding in between cannot fail, only the file thread can).
     let pinned = if holds_entries { unsafe { shard.pin_all() } } else { Vec::new() };
+    let dictionaries = shard.kept_dictionaries();
     let positions = shard.applied_positions();
     let pin = begun.elapsed();
     let mut longest = pin;
@@ -86,17 +87,13 @@ async fn write(shard: &Shard, order: &WriteOrder) -> Result<ShardWritten, String
     let stores: Vec<_> = pinned.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s))).collect();
     let mut enc = Encoder::new(&header, stores.len() as u32);
     let (mut entries, mut bytes, mut sent_ok) = (0u64, 0u64, true);
-    let mut failed = None;
-    'stores: for (index, list) in stores {
-        enc.store(index as u32, list.len() as u64);
+    for (index, list) in stores {
+        enc.store(index as u32, dictionaries[index].as_ref(), list.len() as u64);
         let mut at = 0;
         while at < list.len() {
             let slice = Instant::now();
             while at < list.len() && (at % 64 != 0 || slice.elapsed() < SLICE) {
-                if let Err(why) = enc.entry(&list[at]) {
-                    failed = Some(why);
-                    break 'stores;
-                }
+                enc.entry(&list[at]);
                 at += 1;
             }
             let chunk = (enc.buffered() >= CHUNK).then(|| enc.take());
@@ -112,11 +109,6 @@ async fn write(shard: &Shard, order: &WriteOrder) -> Result<ShardWritten, String
     drop(pinned);
     if holds_entries {
         release(shard.unpin_all()).await;
-    }
-    if let Some(why) = failed {
-        // Closing the channel before its end removes the temporary file.
-        drop(chunks);
-        return Err(why);
     }
     let tail = enc.take();
     let (end, crc) = enc.finish();
