@@ -1,5 +1,7 @@
-# Sourced by scripts/memory.sh and scripts/latency.sh: a push-cache of its own
-# on a fresh topic of the local stack (scripts/local-stack.sh).
+# Sourced by scripts/memory.sh, scripts/latency.sh and scripts/restart.sh: a
+# push-cache of its own on a fresh topic of the local stack (scripts/local-stack.sh).
+# Env for its configuration: SHARDS (auto), COMPRESSION (unset; `zstd` keeps
+# the store's bodies compressed), INDEX (partitioned; or `replicated`).
 # Why a fresh topic: tansu's memory storage answers fetches more slowly the
 # longer a partition's log, so a topic reused across runs measures the broker.
 # After `fresh_server NAME PORT [fetch.wait.max.ms]`: $topic, $config, $server
@@ -20,9 +22,9 @@ kafka:
   schema_registry_url: http://localhost:8081
   properties: {fetch.wait.max.ms: "$3"}
 cache:
-  stores: [{name: customers, type: in_memory, schemas: [customer]}]
+  stores: [{name: customers, type: in_memory, schemas: [customer]${COMPRESSION:+, compression: $COMPRESSION}}]
   routes: [{path: /customers, store: customers}]
-runtime: {shards: ${SHARDS:-auto}}
+runtime: {shards: ${SHARDS:-auto}, index: ${INDEX:-partitioned}}
 YAML
 }
 

@@ -19,10 +19,6 @@ rm -f "$out"/*
 [ "${BUILD:-1}" = 0 ] || cargo build --release --bin push-cache --bin push-cache-loadgen --example populate_kafka
 fresh_topic memory-customers
 write_config "$out/config.yaml" "$port" 20
-if [ -n "${COMPRESSION:-}" ]; then
-  sed -i "s/type: in_memory,/type: in_memory, compression: ${COMPRESSION},/" "$out/config.yaml"
-  grep -q "compression: ${COMPRESSION}" "$out/config.yaml" || { echo "could not set compression" >&2; exit 1; }
-fi
 target/release/examples/populate_kafka -c "$out/config.yaml" -m customer -t "$topic" -n "$count" \
   --expect "$out/expected.jsonl" >"$out/populate.log" 2>&1
 start_server "$out/config.yaml" "$out/server.log" "$port"

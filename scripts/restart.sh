@@ -10,7 +10,7 @@
 # time, longest shard stall and load rate.
 # Env: COUNT (1000000) DOWN (COUNT/500, at least 20) SHARDS (auto) PORT (8098)
 #      RESTART_OUT (target/restart) PROFILE (release; `debug` uses target/debug without building)
-#      BUILD (1; 0 uses target/release as it is)
+#      BUILD (1; 0 uses target/release as it is) COMPRESSION (unset; `zstd`) INDEX (partitioned; `replicated`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/fresh-server.sh

@@ -106,14 +106,22 @@ impl Entry {
         Entry::build(key, etag, &prefix[..used], frame, COMPRESSED)
     }
 
+    /// An entry whose body is the zstd `frame` of `raw`, compressed with
+    /// dictionary `dict`: what `compressed_from` makes of the plain entry
+    /// (key, etag, raw), without building that entry first.
+    pub fn compressed_raw(key: &[u8], etag: &[u8], dict: u32, raw: &[u8], frame: &[u8]) -> Result<Entry, TooLong> {
+        let mut prefix = [0u8; PACKED_PREFIX_MAX];
+        let used = put_varint(&mut prefix, 0, fits::<u32>("body", raw.len())?);
+        let used = put_varint(&mut prefix, used, dict);
+        let in_raw = matches!(compact_etag(etag), Some((ETAG_DECIMAL, n)) if tail_number(raw) == Some(n));
+        let flags = if in_raw { COMPRESSED | ETAG_IN_RAW_BODY } else { COMPRESSED };
+        Entry::build(key, etag, &prefix[..used], frame, flags)
+    }
+
     /// This plain entry with its body replaced by the zstd `frame` of it,
     /// compressed with dictionary `dict`.
     pub fn compressed_from(&self, dict: u32, frame: &[u8]) -> Result<Entry, TooLong> {
-        let mut prefix = [0u8; PACKED_PREFIX_MAX];
-        let used = put_varint(&mut prefix, 0, fits::<u32>("body", self.body().len())?);
-        let used = put_varint(&mut prefix, used, dict);
-        let flags = if self.header().etag_len == ETAG_TAIL { COMPRESSED | ETAG_IN_RAW_BODY } else { COMPRESSED };
-        Entry::build(self.key(), &self.etag(), &prefix[..used], frame, flags)
+        Entry::compressed_raw(self.key(), &self.etag(), dict, self.body(), frame)
     }
 
     fn build(key: &[u8], etag: &[u8], prefix: &[u8], body: &[u8], flags: u8) -> Result<Entry, TooLong> {

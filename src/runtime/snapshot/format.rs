@@ -371,7 +371,7 @@ fn read_entry(
             if raw.len() != raw_len as usize {
                 return Err(FormatError::Malformed("a compressed body that does not decompress to its length"));
             }
-            Entry::from_parts(key, etag, raw).and_then(|plain| plain.compressed_from(dict.id, frame)).map_err(too_long)
+            Entry::compressed_raw(key, etag, dict.id, raw, frame).map_err(too_long)
         }
         _ => Err(FormatError::Malformed("an entry of unknown kind")),
     }
