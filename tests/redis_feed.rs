@@ -318,3 +318,31 @@ fn position_bound_reads_and_writes_through_kafka_on_a_redis_route() {
         assert_eq!(http_get(&server, &format!("/api/shared/customers/acct-{i:08}")), (200, body), "round {i}");
     }
 }
+
+/// A batch the Kafka client cannot read (a gzip batch that is not gzip) in
+/// the middle of a partition: the Redis feed finds where it ends and moves
+/// past it, as the in-memory consumer does, so the records after it reach
+/// Redis and the store is never stuck silently.
+#[test]
+fn an_undecodable_batch_does_not_stop_the_redis_feed() {
+    let s = stack();
+    let p = s.broker.producer();
+    for i in 0..3 {
+        p.send_avro_to("customers", 0, &format!("acct-{i:08}"), &s.customer, customer(i, 1).0);
+        p.flush();
+    }
+    let bad = raw_batch(1, 3, b"not gzip at all, not at all");
+    assert_eq!(produce_raw_batch(&s.broker.bootstrap(), "customers", 0, &bad), 0, "the broker took the batch");
+    for i in 6..8 {
+        p.send_avro_to("customers", 0, &format!("acct-{i:08}"), &s.customer, customer(i, 1).0);
+        p.flush();
+    }
+    let server = s.server();
+    wait_until("the Redis store past the bad batch", Duration::from_secs(60), || {
+        [0u64, 1, 2, 6, 7]
+            .iter()
+            .all(|i| http_get(&server, &format!("/api/shared/customers/acct-{i:08}")) == (200, customer(*i, 1).1))
+    });
+    let log = server.log();
+    assert!(log.contains("Redis feed skipped an undecodable batch"), "{log}");
+}

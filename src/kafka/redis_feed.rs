@@ -21,11 +21,12 @@
 
 use super::catch_up::CatchUp;
 use super::consumer::{client_config, Quiet};
-use super::partitions::{self, Every};
+use super::partitions::{self, Every, METADATA_TIMEOUT};
 use super::record::{Decoded, NotDecoded, RecordDecoder};
 use super::registry_client::{RegistryClient, RegistryError};
 use super::schemas::{sleep_unless_stopped, SchemaCache};
 use super::stats::Counters;
+use super::stuck::{self, Found, StuckFinder};
 use crate::config::Config;
 use crate::positions::FeedPositions;
 use crate::store::projection::project;
@@ -122,6 +123,8 @@ pub fn start(config: &Config, setup: &RedisSetup) -> Result<RedisFeeds, FeedErro
             recheck: false,
             catch_up: None,
             batch: FeedBatch::default(),
+            highs: BTreeMap::new(),
+            stuck: StuckFinder::new(feed_client_config(config, &spec.name)),
         };
         let name = format!("redis-feed-{}", spec.name);
         let thread = std::thread::Builder::new()
@@ -175,6 +178,9 @@ struct Feed {
     /// `Some` until every partition reached its high watermark of the start.
     catch_up: Option<CatchUp>,
     batch: FeedBatch,
+    /// High watermarks per partition, for telling a stuck partition.
+    highs: BTreeMap<(String, i32), i64>,
+    stuck: StuckFinder,
 }
 
 impl Feed {
@@ -216,9 +222,10 @@ impl Feed {
 
     fn assign(&mut self, stored: &StoredPosition) -> Result<CatchUp, String> {
         let store = self.writer.spec().name.clone();
-        let (written, positions, next) = (&mut self.written, &self.positions, &mut self.next);
+        let (written, positions, next, highs) = (&mut self.written, &self.positions, &mut self.next, &mut self.highs);
         let (catch_up, assigned) = partitions::assign_all(&self.consumer, &self.topics, |p| {
             let at = (p.topic.to_string(), p.partition);
+            highs.insert(at.clone(), p.high);
             let from = match stored.offsets.get(&at) {
                 Some(next) if *next > p.high => {
                     let (topic, partition, high) = (p.topic, p.partition, p.high);
@@ -289,6 +296,7 @@ impl Feed {
                 }
                 // Positions, not end-of-partition events, judge catch-up (`note_positions`).
                 Err(KafkaError::PartitionEOF(_)) => {}
+                Err(e) if stuck::is_undecodable(&e) => self.undecodable(&e),
                 Err(e) => {
                     let store = self.name();
                     tracing::warn!(store, error = %e, "Kafka consumer error; librdkafka reconnects by itself")
@@ -463,8 +471,47 @@ impl Feed {
         Ok(())
     }
 
-    fn refresh_watermarks(&self) {
-        let positions = &self.positions;
-        partitions::refresh_highs(&self.consumer, &self.assigned, |t, p, high| positions.high(t, p, high));
+    fn refresh_watermarks(&mut self) {
+        let (positions, highs) = (&self.positions, &mut self.highs);
+        partitions::refresh_highs(&self.consumer, &self.assigned, |t, p, high| {
+            positions.high(t, p, high);
+            highs.insert((t.to_string(), p), high);
+        });
+    }
+
+    /// A batch the client cannot read: the partition stuck on it is found
+    /// and moved past it, as the in-memory consumer does (which counts the
+    /// skip; this feed logs it), so the store is never stuck silently.
+    fn undecodable(&mut self, e: &KafkaError) {
+        let store = self.writer.spec().name.clone();
+        tracing::debug!(store, error = %e, "Redis feed: a batch the client cannot read");
+        for (topic, partition, at) in self.stuck.error(&self.next, &self.highs) {
+            let high = self.highs.get(&(topic.clone(), partition)).copied().unwrap_or(at);
+            match self.stuck.find(&topic, partition, at, high) {
+                Found::NotStuck => {}
+                Found::Unknown => {
+                    let why = format!("{topic}/{partition} is stuck at offset {at} on a batch the client cannot read");
+                    tracing::warn!(store, "{why}; still probing for its end");
+                }
+                Found::Skip(s) => {
+                    if let Err(e) = self.consumer.seek(&s.topic, s.partition, Offset::Offset(s.next), METADATA_TIMEOUT)
+                    {
+                        tracing::warn!(store, error = %e, "cannot seek past an undecodable batch; retrying");
+                        continue;
+                    }
+                    let (first, last) = (s.first, s.next - 1);
+                    tracing::warn!(
+                        store,
+                        topic = s.topic,
+                        partition = s.partition,
+                        first,
+                        last,
+                        "Redis feed skipped an undecodable batch"
+                    );
+                    let next = self.next.entry((s.topic, s.partition)).or_insert(s.next);
+                    *next = (*next).max(s.next);
+                }
+            }
+        }
     }
 }
