@@ -1,5 +1,6 @@
-//! The store handlers: GET/HEAD/POST/PUT/DELETE on a route and the key
-//! listing.
+//! The store handlers: GET/HEAD/POST/PUT/DELETE on a route, and where a
+//! request goes (to these, the key listing, the operational endpoints or a
+//! write through Kafka).
 //!
 //! Every store is reached through one interface (`store::Store`): an
 //! in-memory store reads this shard's keys in place and sends the others to
@@ -7,17 +8,15 @@
 //! The handlers neither know nor ask which kind they hold.
 
 use super::router::{Miss, Route, Target};
-use super::{min_offset, ops, write_through, Api};
+use super::write_body::{key_of, matching_key, parse_object};
+use super::{list, min_offset, ops, store_failed, write_through, Api};
 use crate::http::encode_path_segment;
-use crate::http::request::{percent_decode, query_pairs, Method, Request};
+use crate::http::request::{Method, Request};
 use crate::http::response::{self, Framing, ResponseWriter};
-use crate::runtime::mesh::ShardedStore;
 use crate::store::entry::Entry;
-use crate::store::handle::RedisStore;
-use crate::store::listing::Lister;
 use crate::store::projection::project_object;
 use crate::store::value::StoredValue;
-use crate::store::{Store, StoreError, StoreHandle};
+use crate::store::Store;
 use serde_json::{Map, Value};
 
 /// What was answered, for the metrics.
@@ -47,7 +46,7 @@ pub async fn handle(api: &Api, req: &Request<'_>, res: &mut ResponseWriter<'_>) 
         },
         Target::Collection { route, query } => match req.method {
             Method::Post => post(api, route, req.body, framing, res.buf()).await,
-            _ => list(api, route, query, res).await,
+            _ => list::list(api, route, query, res).await,
         },
         Target::Live => ops::live(res.buf(), framing),
         Target::Ready => ops::ready(api, res.buf(), framing),
@@ -89,15 +88,6 @@ pub fn route<'r>(
     Ok((target, label))
 }
 
-/// The store behind `store` (an index in `cache.stores`), whatever its kind:
-/// the one place that tells Redis stores from in-memory ones.
-pub(super) fn store_of(api: &Api, store: usize) -> StoreHandle<'_, ShardedStore<'_>> {
-    match api.shared.redis_for(store) {
-        Some(redis) => StoreHandle::Redis(RedisStore { redis, store }),
-        None => StoreHandle::Memory(api.mesh.store(store)),
-    }
-}
-
 fn answer(out: &mut Vec<u8>, status: u16, reason: &str, label: u16, framing: Framing) -> Answer {
     response::error(out, status, reason, framing);
     Answer { status, label }
@@ -119,20 +109,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn get(api: &Api, route: usize, key: &str, inm: Option<&[u8]>, framing: Framing, out: &mut Vec<u8>) -> u16 {
     let r = &api.shared.router.routes[route];
-    match store_of(api, r.store).read(key, |e| write_entry(r, e, inm, framing, out)).await {
+    match api.store(r.store).read(key, |e| write_entry(r, e, inm, framing, out)).await {
         Ok(status) => status,
         Err(e) => store_failed(out, framing, &e),
     }
-}
-
-/// The store's problem, named: 502 for a value it holds that is not ours,
-/// else 503 with `Retry-After` (the client may retry).
-pub(super) fn store_failed(out: &mut Vec<u8>, framing: Framing, error: &StoreError) -> u16 {
-    match error.status() {
-        503 => response::error_with(out, 503, &error.to_string(), &[("Retry-After", b"1")], framing),
-        status => response::error(out, status, &error.to_string(), framing),
-    }
-    error.status()
 }
 
 fn bad_request(out: &mut Vec<u8>, framing: Framing, reason: &str) -> u16 {
@@ -188,7 +168,7 @@ pub fn etag_matches(header: &[u8], etag: &[u8]) -> bool {
 
 async fn delete(api: &Api, route: usize, key: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
     let store = api.shared.router.routes[route].store;
-    match store_of(api, store).remove(key).await {
+    match api.store(store).remove(key).await {
         Ok(Some(e)) => match e.raw_body() {
             Ok(body) => {
                 response::json(out, 200, &[("ETag", &e.etag())], &body, framing);
@@ -214,7 +194,7 @@ async fn post(api: &Api, route: usize, body: &[u8], framing: Framing, out: &mut 
         Err(reason) => return bad_request(out, framing, &reason),
     };
     let Ok(entry) = Entry::new(&key, &value) else { return bad_request(out, framing, "key too long") };
-    match store_of(api, r.store).insert_new(entry).await {
+    match api.store(r.store).insert_new(entry).await {
         Ok(true) => {
             let location = format!("{}/{}", r.full_path, encode_path_segment(&key));
             let extra: &[(&str, &[u8])] = &[("ETag", &value.etag), ("Location", location.as_bytes())];
@@ -239,7 +219,7 @@ async fn put(api: &Api, route: usize, key: &str, body: &[u8], framing: Framing, 
     };
     let value = stored_value(r, object);
     let Ok(entry) = Entry::new(key, &value) else { return bad_request(out, framing, "key too long") };
-    match store_of(api, r.store).upsert(entry).await {
+    match api.store(r.store).upsert(entry).await {
         Ok(replaced) => {
             let status = if replaced { 200 } else { 201 };
             let location = format!("{}/{}", r.full_path, encode_path_segment(key));
@@ -254,46 +234,6 @@ async fn put(api: &Api, route: usize, key: &str, body: &[u8], framing: Framing, 
     }
 }
 
-/// The request body as a JSON object.
-pub(super) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))? {
-        Value::Object(o) => Ok(o),
-        _ => Err("body must be a JSON object".into()),
-    }
-}
-
-/// The key field's text: a non-empty string, or a number.
-fn key_text(object: &Map<String, Value>, key_field: &str) -> Option<String> {
-    match object.get(key_field) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The key a POST body names in the route's `key_field`.
-pub(super) fn key_of(object: Map<String, Value>, key_field: &str) -> Result<(String, Map<String, Value>), String> {
-    match key_text(&object, key_field) {
-        Some(key) => Ok((key, object)),
-        None => Err(format!("missing key field `{key_field}` (a non-empty string)")),
-    }
-}
-
-/// A PUT body may omit the key field; when it has one it must name the path's key.
-pub(super) fn matching_key(
-    object: Map<String, Value>,
-    key_field: &str,
-    key: &str,
-) -> Result<Map<String, Value>, String> {
-    match object.get(key_field).map(|_| key_text(&object, key_field)) {
-        Some(Some(named)) if named != key => {
-            Err(format!("body's `{key_field}` is `{named}` but the path names `{key}`; they must agree"))
-        }
-        Some(None) => Err(format!("`{key_field}` must be a non-empty string or a number")),
-        _ => Ok(object),
-    }
-}
-
 /// The value stored for a write: the object as sent, or only the store's
 /// `fields` when it has a projection.
 fn stored_value(r: &Route, object: Map<String, Value>) -> StoredValue {
@@ -302,146 +242,6 @@ fn stored_value(r: &Route, object: Map<String, Value>) -> StoredValue {
     } else {
         project_object(object, &r.fields)
     }
-}
-
-/// Listing options of `GET {route}?limit=&offset=&filter=&after=`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ListQuery {
-    pub limit: Option<usize>,
-    pub offset: usize,
-    pub filter: String,
-    pub after: Option<String>,
-}
-
-pub fn parse_list_query(query: &[u8]) -> Result<ListQuery, String> {
-    let mut q = ListQuery::default();
-    for (name, raw) in query_pairs(query) {
-        let value =
-            percent_decode(raw, true).ok_or_else(|| format!("bad encoding in `{}`", String::from_utf8_lossy(name)))?;
-        match name {
-            b"limit" => q.limit = Some(value.parse().map_err(|_| "limit must be a non-negative integer".to_string())?),
-            b"offset" => q.offset = value.parse().map_err(|_| "offset must be a non-negative integer".to_string())?,
-            b"filter" => q.filter = value,
-            b"after" => q.after = Some(value),
-            _ => {}
-        }
-    }
-    Ok(q)
-}
-
-/// `GET {route}?…`: a JSON array of keys, ascending, merged from the
-/// store's parts a bounded slice at a time. A page (`limit`) is answered
-/// whole, with a `Link` header naming the next page when the limit cut the
-/// list; without a limit the array is streamed in chunks as it is merged,
-/// so neither memory nor the shard's time is held by the whole key set.
-async fn list(api: &Api, route: usize, query: &[u8], res: &mut ResponseWriter<'_>) -> u16 {
-    let framing = res.framing();
-    let q = match parse_list_query(query) {
-        Ok(q) => q,
-        Err(reason) => return bad_request(res.buf(), framing, &reason),
-    };
-    let r = &api.shared.router.routes[route];
-    let store = store_of(api, r.store);
-    let want = q.limit.map(|l| q.offset.saturating_add(l).saturating_add(1));
-    let mut lister = Lister::new(&store, q.after.clone(), q.filter.clone(), want);
-    if q.limit.is_none() {
-        return stream_keys(&mut lister, q.offset, res).await;
-    }
-    match page(&mut lister, &q).await {
-        Ok((body, more)) => {
-            let link = more.map(|last| next_link(r, &q, &last));
-            let extra: Vec<(&str, &[u8])> = link.iter().map(|l| ("Link", l.as_bytes())).collect();
-            response::json(res.buf(), 200, &extra, &body, framing);
-            200
-        }
-        Err(e) => store_failed(res.buf(), framing, &e),
-    }
-}
-
-/// A page's JSON array and, when more keys follow it, its last key.
-async fn page<S: Store>(lister: &mut Lister<'_, S>, q: &ListQuery) -> Result<(Vec<u8>, Option<String>), StoreError> {
-    skip(lister, q.offset).await?;
-    let limit = q.limit.unwrap_or(usize::MAX);
-    let mut body = vec![b'['];
-    let mut last = None;
-    let mut taken = 0;
-    while taken < limit {
-        let Some(key) = lister.next().await? else { break };
-        push_key(&mut body, taken, key.as_str());
-        last = Some(key);
-        taken += 1;
-    }
-    body.push(b']');
-    let cut = taken > 0 && taken == limit && lister.next().await?.is_some();
-    Ok((body, last.filter(|_| cut).map(|k| k.as_str().to_owned())))
-}
-
-async fn skip<S: Store>(lister: &mut Lister<'_, S>, offset: usize) -> Result<(), StoreError> {
-    for _ in 0..offset {
-        if lister.next().await?.is_none() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Appends `key` as the `index`th element of a JSON array.
-fn push_key(out: &mut Vec<u8>, index: usize, key: &str) {
-    if index > 0 {
-        out.push(b',');
-    }
-    serde_json::to_writer(&mut *out, key).expect("writing to a Vec cannot fail");
-}
-
-/// Bytes of keys buffered before a streamed listing writes them out.
-const STREAM_CHUNK: usize = 32 * 1024;
-
-/// Streams every key (after `offset` of them) as one JSON array, a chunk at
-/// a time, waiting for the client to take each. The status is settled by
-/// the first key: a store that fails before it gets a 503; one that fails
-/// later cuts the response short (the connection closes), so a client never
-/// takes a partial list for a whole one.
-async fn stream_keys<S: Store>(lister: &mut Lister<'_, S>, offset: usize, res: &mut ResponseWriter<'_>) -> u16 {
-    let framing = res.framing();
-    let first = match skip(lister, offset).await {
-        Ok(()) => lister.next().await,
-        Err(e) => Err(e),
-    };
-    let mut next = match first {
-        Ok(key) => key,
-        Err(e) => return store_failed(res.buf(), framing, &e),
-    };
-    res.start_stream(200, &[("Content-Type", b"application/json")]);
-    res.buf().push(b'[');
-    let mut index = 0;
-    while let Some(key) = next {
-        push_key(res.buf(), index, key.as_str());
-        index += 1;
-        if res.buf().len() >= STREAM_CHUNK && res.send().await.is_err() {
-            return 200;
-        }
-        next = match lister.next().await {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(error = %e, "key listing cut short");
-                res.abort();
-                return 200;
-            }
-        };
-    }
-    res.buf().push(b']');
-    200
-}
-
-/// `<{path}?limit=L&after=LAST[&filter=F]>; rel="next"`.
-fn next_link(r: &Route, q: &ListQuery, last: &str) -> String {
-    let mut link = format!("<{}?limit={}&after={}", r.full_path, q.limit.unwrap_or(0), encode_path_segment(last));
-    if !q.filter.is_empty() {
-        link.push_str("&filter=");
-        link.push_str(&encode_path_segment(&q.filter));
-    }
-    link.push_str(">; rel=\"next\"");
-    link
 }
 
 #[cfg(test)]
@@ -456,44 +256,6 @@ mod tests {
         assert!(etag_matches(b"*", b"\"5\""));
         assert!(!etag_matches(b"\"6\"", b"\"5\""));
         assert!(!etag_matches(b"5", b"\"5\""));
-    }
-
-    #[test]
-    fn list_query() {
-        assert_eq!(parse_list_query(b"").unwrap(), ListQuery::default());
-        let q = parse_list_query(b"limit=10&offset=5&filter=acct%2D1+x").unwrap();
-        assert_eq!(q, ListQuery { limit: Some(10), offset: 5, filter: "acct-1 x".into(), after: None });
-        assert_eq!(parse_list_query(b"after=a%2Fb").unwrap().after.as_deref(), Some("a/b"));
-        assert!(parse_list_query(b"limit=ten").is_err());
-        assert!(parse_list_query(b"offset=-1").is_err());
-    }
-
-    fn parse_post(body: &[u8], key_field: &str) -> Result<(String, StoredValue), String> {
-        let (key, object) = key_of(parse_object(body)?, key_field)?;
-        Ok((key, StoredValue::from_json(&Value::Object(object))))
-    }
-
-    #[test]
-    fn post_body_rules() {
-        let (k, v) = parse_post(br#"{"accountId":"a1","name":"x","updatedAt":5}"#, "accountId").unwrap();
-        assert_eq!(k, "a1");
-        assert_eq!(&v.etag[..], b"\"5\"");
-        assert_eq!(&v.body[..], br#"{"accountId":"a1","name":"x","updatedAt":5}"#);
-        assert_eq!(parse_post(br#"{"ticketId":7}"#, "ticketId").unwrap().0, "7");
-        assert!(parse_post(b"{", "accountId").unwrap_err().starts_with("invalid JSON"));
-        assert!(parse_post(b"[1]", "accountId").is_err());
-        assert!(parse_post(br#"{"name":"x"}"#, "accountId").unwrap_err().contains("accountId"));
-        assert!(parse_post(br#"{"accountId":""}"#, "accountId").is_err());
-    }
-
-    #[test]
-    fn put_body_key_must_agree_with_the_path() {
-        let object = |s: &[u8]| parse_object(s).unwrap();
-        assert!(matching_key(object(br#"{"name":"x"}"#), "accountId", "a1").is_ok());
-        assert!(matching_key(object(br#"{"accountId":"a1"}"#), "accountId", "a1").is_ok());
-        assert!(matching_key(object(br#"{"accountId":"b"}"#), "accountId", "a1").unwrap_err().contains("`b`"));
-        assert!(matching_key(object(br#"{"accountId":[1]}"#), "accountId", "a1").is_err());
-        assert!(matching_key(object(br#"{"ticketId":7}"#), "ticketId", "7").is_ok());
     }
 
     #[test]

@@ -1,25 +1,33 @@
-//! The HTTP API: routing (`router`), the store handlers
-//! (`handlers`), the operational endpoints (`ops`) and the status page
-//! with its JSON twin (`status`).
+//! The HTTP API: routing (`router`), the store handlers (`handlers`), the
+//! body of a write (`write_body`), key listings (`list`), position-bound
+//! reads (`min_offset`), writes through Kafka (`write_through`), the
+//! operational endpoints (`ops`) and the status page with its JSON twin
+//! (`status`). [`Api::store`] is the one place that tells a Redis store
+//! from an in-memory one.
 
 pub mod handlers;
+pub mod list;
 pub mod min_offset;
 pub mod ops;
 pub mod redis_applied;
 pub mod router;
 pub mod status;
+pub mod write_body;
 pub mod write_through;
 
 use crate::config::{Config, Limits, Writes};
+use crate::http::response::{self, Framing};
 use crate::http::{Handler, Request, ResponseWriter};
 use crate::kafka::produce::KafkaWriter;
 use crate::metrics::MetricsSource;
 use crate::positions::FeedPositions;
 use crate::readiness::Readiness;
-use crate::runtime::mesh::Mesh;
+use crate::runtime::mesh::{Mesh, ShardedStore};
 use crate::runtime::shard::Shard;
 use crate::runtime::{ServiceFactory, ShardService};
+use crate::store::handle::RedisStore;
 use crate::store::redis::RedisStores;
+use crate::store::{StoreError, StoreHandle};
 use router::Router;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -116,6 +124,24 @@ impl Api {
             in_flight: Default::default(),
         })
     }
+
+    /// The store behind `store` (an index in `cache.stores`), whatever its kind.
+    pub fn store(&self, store: usize) -> StoreHandle<'_, ShardedStore<'_>> {
+        match self.shared.redis_for(store) {
+            Some(redis) => StoreHandle::Redis(RedisStore { redis, store }),
+            None => StoreHandle::Memory(self.mesh.store(store)),
+        }
+    }
+}
+
+/// The store's problem, named: 502 for a value it holds that is not ours,
+/// else 503 with `Retry-After` (the client may retry).
+pub fn store_failed(out: &mut Vec<u8>, framing: Framing, error: &StoreError) -> u16 {
+    match error.status() {
+        503 => response::error_with(out, 503, &error.to_string(), &[("Retry-After", b"1")], framing),
+        status => response::error(out, status, &error.to_string(), framing),
+    }
+    error.status()
 }
 
 impl ShardService for Api {

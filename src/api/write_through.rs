@@ -12,9 +12,10 @@
 //! (`kafka::produce`); the shard only awaits a oneshot and then parks on its
 //! applied position (`runtime::applied`), so it never blocks.
 
-use super::handlers::{key_of, matching_key, parse_object, store_failed, store_of};
 use super::min_offset;
 use super::router::Target;
+use super::store_failed;
+use super::write_body::{key_of, matching_key, parse_object};
 use super::Api;
 use crate::http::encode_path_segment;
 use crate::http::request::{Method, Request};
@@ -118,7 +119,7 @@ impl Write<'_> {
     async fn stored(&self, key: &str, out: &mut Vec<u8>) -> Result<Stored, u16> {
         let store = self.api.shared.router.routes[self.route].store;
         let read = |e: Option<&crate::store::entry::Entry>| e.map(|e| (e.etag().to_vec(), e.body().to_vec()));
-        store_of(self.api, store).read(key, read).await.map_err(|e| store_failed(out, self.framing, &e))
+        self.api.store(store).read(key, read).await.map_err(|e| store_failed(out, self.framing, &e))
     }
 
     /// Produces, waits until the owner applied the record, then answers

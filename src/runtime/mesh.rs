@@ -13,7 +13,7 @@ use crate::placement::{Applied, Fanout, IngestBatch, WriteAck};
 use crate::positions::{MinPosition, Reached};
 use crate::store::entry::Entry;
 use crate::store::handle::{shard_turn, Store, StoreError};
-use crate::store::listing::{KeySlice, SLICE};
+use crate::store::key_slice::{KeySlice, SLICE};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::rc::Rc;

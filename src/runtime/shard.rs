@@ -9,7 +9,7 @@ pub use crate::placement::{owner_of, Change};
 use crate::placement::{Applied as ChangeApplied, Fanout};
 use crate::store::compress::Dictionary;
 use crate::store::entry::Entry;
-use crate::store::listing::{KeySlice, SLICE};
+use crate::store::key_slice::{KeySlice, SLICE};
 use crate::store::memory::MemoryStore;
 use std::cell::RefCell;
 

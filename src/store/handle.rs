@@ -14,7 +14,7 @@
 //! synchronous map lookup behind an already-ready future.
 
 use super::entry::Entry;
-use super::listing::{KeySlice, ListedKey};
+use super::key_slice::{KeySlice, ListedKey};
 use super::redis::{decode_value, encode_value, Op, Outcome, RedisError, RedisStores};
 use std::future::Future;
 use std::time::Duration;

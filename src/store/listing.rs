@@ -10,47 +10,16 @@
 //! nothing), so other requests wait for a fraction of a millisecond, not
 //! for the listing.
 
-use super::entry::Entry;
 use super::handle::{Store, StoreError};
+use super::key_slice::ListedKey;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// Most keys a part returns, and most keys it looks at, in one slice.
-/// Keeps one slice of work (a tree walk, a substring test and a copy per
-/// key) in the tens of microseconds.
-pub const SLICE: usize = 1024;
-
 /// Longest a listing works before it lets the shard serve others.
 pub const TURN: Duration = Duration::from_micros(250);
-
-/// A listed key: an in-memory entry shared with its shard (a count bump,
-/// no copy of the key), or text (from Redis).
-#[derive(Debug, Clone)]
-pub enum ListedKey {
-    Shared(Entry),
-    Text(String),
-}
-
-impl ListedKey {
-    pub fn as_str(&self) -> &str {
-        match self {
-            ListedKey::Shared(e) => e.key_str(),
-            ListedKey::Text(s) => s,
-        }
-    }
-}
-
-/// One slice of a part's keys, ascending.
-#[derive(Debug, Default, Clone)]
-pub struct KeySlice {
-    pub keys: Vec<ListedKey>,
-    /// The last key looked at when the slice stopped before the end of the
-    /// part: the next slice starts after it. `None`: the part has no more.
-    pub next: Option<String>,
-}
 
 /// A part's fill in progress, awaited together with the others.
 type Fill<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + 'a>>;
@@ -75,7 +44,7 @@ struct Part {
 impl<'a, S: Store> Lister<'a, S> {
     /// Keys of `store` after `after` containing `filter`. `want` is how many
     /// keys the caller expects to take (offset + limit + 1), if it knows:
-    /// each part is asked for that many at a time, at most a [`SLICE`].
+    /// each part is asked for that many at a time, at most a [`SLICE`](super::key_slice::SLICE).
     pub fn new(store: &'a S, after: Option<String>, filter: String, want: Option<usize>) -> Self {
         let part = || Part { keys: VecDeque::new(), cursor: after.clone(), done: false };
         let parts = (0..store.parts()).map(|_| part()).collect();
@@ -168,6 +137,7 @@ async fn join_all(mut pending: Vec<Fill<'_>>) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::store::entry::Entry;
+    use crate::store::key_slice::{KeySlice, SLICE};
     use std::cell::Cell;
 
     /// Parts of sorted keys in memory; counts the keys handed out.

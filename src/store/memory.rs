@@ -14,7 +14,7 @@
 use super::compress::{Compressor, Dictionary};
 use super::entry::Entry;
 use super::key_index::KeyIndex;
-use super::listing::{KeySlice, ListedKey};
+use super::key_slice::{KeySlice, ListedKey};
 use foldhash::fast::RandomState;
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 use std::hash::BuildHasher;
