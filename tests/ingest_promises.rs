@@ -81,7 +81,7 @@ fn ready_only_once_every_record_up_to_the_start_watermarks_is_visible() {
     const N: u64 = 200_000;
     const PARTITIONS: i32 = 4;
     let s = stack(PARTITIONS);
-    let producer = s.broker.producer();
+    let producer = TestProducer::with_linger(&s.broker.bootstrap(), 20);
     for i in 0..N {
         let (value, _) = customer(i, 1);
         producer.send_avro("customers", &format!("acct-{i:08}"), &s.schema, value);

@@ -131,9 +131,21 @@ pub struct TestProducer {
 impl TestProducer {
     /// A producer to `bootstrap`, usable from any thread.
     pub fn connect(bootstrap: &str) -> TestProducer {
+        TestProducer::with_linger(bootstrap, 0)
+    }
+
+    /// A producer that gathers records for `linger_ms` into large batches.
+    /// For tests that produce many records: tansu's memory storage scans a
+    /// partition's batches on every fetch, so a topic of one-record batches
+    /// (what a producer without linger writes when it keeps up) replays
+    /// orders of magnitude slower than one of large batches, as no real
+    /// broker would.
+    pub fn with_linger(bootstrap: &str, linger_ms: u32) -> TestProducer {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .set("linger.ms", "0")
+            .set("linger.ms", linger_ms.to_string())
+            .set("batch.num.messages", "10000")
+            .set("batch.size", "1000000")
             .set("enable.idempotence", "false")
             .create()
             .unwrap();
